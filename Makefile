@@ -1,0 +1,49 @@
+# `make demo` and `make test` work on a fresh Debian machine: they install what is missing
+# (system packages, a .venv with the project, offline WordNet for nltk), then run.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+SYSTEM_PACKAGES := libopencv-dev libturbojpeg0-dev pkg-config wordnet-base wordnet-sense-index
+NLTK_WORDNET := $(VENV)/nltk_data/corpora/wordnet/lexnames
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test install system-packages smoke clean-venv
+
+demo: install
+	$(PY) sweeps/data_quantity.py $(ARGS)
+
+test: install
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+smoke: install
+	$(PY) sweeps/data_quantity.py --smoke $(ARGS)
+
+install: system-packages $(STAMP) $(NLTK_WORDNET)
+
+# FFCV compiles against OpenCV and libjpeg-turbo (found with pkg-config); WordNet 3.0 comes from Debian.
+system-packages:
+	@missing=""; for p in $(SYSTEM_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  if ! command -v apt-get >/dev/null; then \
+	    echo "error: missing system packages:$$missing; apt-get is not available here: install them with your package manager (OpenCV and libjpeg-turbo headers, pkg-config, WordNet 3.0), then re-run make" >&2; exit 1; fi; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=""; elif command -v sudo >/dev/null; then SUDO=sudo; else \
+	    echo "error: missing system packages:$$missing; run as root or install sudo, or run: apt-get install$$missing" >&2; exit 1; fi; \
+	  echo "installing system packages:$$missing"; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+
+# pip (not uv/poetry): torch 2.14.1 / torchvision 0.29.1 are taken from local disk here.
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or run make PYTHON=/path/to/python3.11" >&2; exit 1; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+$(NLTK_WORDNET): $(STAMP) datasets/hierarchy.py
+	$(PY) -m datasets.hierarchy install-wordnet --nltk-data $(VENV)/nltk_data
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,83 @@
+"""The `.beton` cache: one FFCV file per (source, split, resolution, content hash).
+
+Files are written under a temporary name and renamed when complete, under a file lock, so
+concurrent trials and interrupted runs never see a half-written file. Free disk space is checked
+against an estimate before writing.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+from filelock import FileLock
+
+def cache_root() -> Path:
+    """Where generated data and `.beton` files live (env SWEEPS_CACHE, default ~/.cache/robustness_sweeps)."""
+    return Path(os.environ.get("SWEEPS_CACHE", Path.home() / ".cache" / "robustness_sweeps")).expanduser()
+
+
+def beton_path(source: str, split: str, resolution: int, content_hash: str) -> Path:
+    return cache_root() / "betons" / f"{source}-{split}-{resolution}px-{content_hash[:16]}.beton"
+
+
+class ImageArrays:
+    """An indexable dataset of (uint8 HxWx3 image, int label) pairs, as FFCV's writer wants."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray):
+        self.images, self.labels = images, labels
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, int]:
+        return self.images[i], int(self.labels[i])
+
+
+def check_free_space(directory: Path, needed_bytes: int) -> None:
+    """Raise a one-line error when `directory`'s disk has less than `needed_bytes` free (+10%)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(directory).free
+    if free < needed_bytes * 1.1:
+        raise OSError(
+            f"not enough disk space in {directory}: need ~{needed_bytes / 2**20:.0f} MiB for the .beton cache, "
+            f"{free / 2**20:.0f} MiB free; free space or set SWEEPS_CACHE to a larger disk"
+        )
+
+
+def ensure_beton(
+    path: Path,
+    make_dataset: Callable[[], Sequence],
+    estimated_bytes: int,
+    max_resolution: int,
+    num_workers: int = 1,
+    write_mode: str = "raw",
+) -> Path:
+    """Return `path`, writing it first from `make_dataset()` if it does not exist yet."""
+    if path.exists():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(path) + ".lock"):
+        if path.exists():  # another process wrote it while we waited
+            return path
+        check_free_space(path.parent, estimated_bytes)
+        from ffcv.fields import IntField, RGBImageField
+        from ffcv.writer import DatasetWriter
+
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        fields = {
+            "image": RGBImageField(write_mode=write_mode, max_resolution=max_resolution),
+            "label": IntField(),
+        }
+        DatasetWriter(str(tmp), fields, num_workers=max(1, num_workers)).from_indexed_dataset(make_dataset())
+        os.replace(tmp, path)
+    return path
+
+
+def read_labels(path: Path) -> np.ndarray:
+    """All labels of a `.beton`, in file order (reads only the metadata table)."""
+    from ffcv.reader import Reader
+
+    return np.asarray(Reader(str(path)).metadata["f1"], dtype=np.int64)

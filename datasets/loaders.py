@@ -1,0 +1,71 @@
+"""FFCV loaders over `.beton` files. Pipelines are lists, as in FFCV's examples; the GPU variant
+differs by `ToDevice`."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from ffcv.fields.decoders import CenterCropRGBImageDecoder, IntDecoder, RandomResizedCropRGBImageDecoder
+from ffcv.loader import Loader, OrderOption
+from ffcv.transforms import RandomHorizontalFlip, Squeeze, ToDevice, ToTensor, ToTorchImage
+
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406]) * 255
+IMAGENET_STD = np.array([0.229, 0.224, 0.225]) * 255
+
+
+class Normalize(torch.nn.Module):
+    """uint8 NCHW -> float32 normalised with ImageNet's mean and std (on whatever device x is)."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN, dtype=torch.float32).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(IMAGENET_STD, dtype=torch.float32).view(1, 3, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x.float() - self.mean.to(x.device)) / self.std.to(x.device)
+
+
+def make_loader(
+    path: Path,
+    batch_size: int,
+    resolution: int,
+    num_workers: int,
+    train: bool,
+    indices: np.ndarray | None = None,
+    seed: int = 0,
+    device: str = "cpu",
+    augment: bool = False,
+):
+    """An FFCV Loader yielding (float image batch NCHW normalised, int64 labels).
+
+    The pipeline is a list, as in FFCV's examples; the GPU variant differs by `ToDevice`.
+    `augment` selects the ImageNet training recipe (random resized crop + flip); otherwise
+    the image is centre-cropped and resized, as WILDS fine-tunes (no augmentation).
+    """
+    size = (resolution, resolution)
+    if augment:
+        image_pipeline = [RandomResizedCropRGBImageDecoder(size, scale=(0.35, 1.0)), RandomHorizontalFlip()]
+    else:
+        image_pipeline = [CenterCropRGBImageDecoder(size, ratio=1.0)]
+    on_gpu = device != "cpu"
+    image_pipeline += [ToTensor()]
+    if on_gpu:
+        image_pipeline += [ToDevice(torch.device(device), non_blocking=True)]
+    # A torch module, not FFCV's NormalizeImage: on the CPU that op is JIT-compiled, and FFCV 1.0.2
+    # loops forever grouping a jitted op that follows non-jitted ones (ToTensor, ToTorchImage).
+    image_pipeline += [ToTorchImage(), Normalize()]
+    label_pipeline = [IntDecoder(), ToTensor(), Squeeze()]
+    if on_gpu:
+        label_pipeline += [ToDevice(torch.device(device), non_blocking=True)]
+
+    return Loader(
+        str(path),
+        batch_size=batch_size,
+        num_workers=num_workers,
+        order=OrderOption.RANDOM if train else OrderOption.SEQUENTIAL,
+        drop_last=train,
+        seed=seed,
+        indices=None if indices is None else np.asarray(indices),
+        pipelines={"image": image_pipeline, "label": label_pipeline},
+    )

@@ -1,0 +1,106 @@
+"""Data sources: the registry behind `get_source`, and what every source provides.
+
+A source knows its splits, its classes, the label of every example, and how to write each split
+to a `.beton` file. Targets also say which splits are evaluated as ID and OOD, in the WILDS way.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from datasets.beton import beton_path
+
+SOURCES: dict[str, Callable[..., "Source"]] = {}
+
+# Sources of the papers whose on-disk readers are not in this version yet.
+PLANNED_SOURCES = {
+    "imagenet": "ILSVRC-2012 (train/<wnid>/*.JPEG, val/<wnid>/*.JPEG)",
+    "inat2017": "iNaturalist 2017 (train_val_images/, train2017.json, val2017.json)",
+    "iwildcam": "iWildCam-WILDS v2.0 (iwildcam_v2.0/metadata.csv, categories.csv, train/)",
+    "domainnet": "DomainNet (six domains with *_train.txt / *_test.txt)",
+    "folder": "a folder with one sub-folder of images per class",
+}
+
+
+class SourceError(ValueError):
+    """A bad source name, option or data root; the message is one line that says the fix."""
+
+
+def register_source(name: str) -> Callable:
+    """Decorator: register a factory `f(data_root=None, **options) -> Source` under `name`."""
+
+    def wrap(factory: Callable[..., "Source"]) -> Callable[..., "Source"]:
+        SOURCES[name] = factory
+        return factory
+
+    return wrap
+
+
+def get_source(name: str, data_root: str | Path | None = None, **options) -> "Source":
+    """Look up a source by name and build it (embedded sources need no data_root)."""
+    import datasets.synthetic  # noqa: F401  (registers the embedded sources)
+
+    if name not in SOURCES:
+        if name in PLANNED_SOURCES:
+            raise SourceError(
+                f"source '{name}' reads {PLANNED_SOURCES[name]} from --data-root; its reader is not in this "
+                f"version yet (planned), use an embedded source: {', '.join(sorted(SOURCES))}"
+            )
+        raise SourceError(f"unknown source '{name}'; known sources: {', '.join(sorted(SOURCES))}")
+    return SOURCES[name](data_root=data_root, **options)
+
+
+@dataclass
+class Source:
+    """Base class. Subclasses fill `splits`, `classes`, `labels()` and `_write()`."""
+
+    name: str
+    options: dict = field(default_factory=dict)
+    splits: tuple[str, ...] = ("train", "val")
+    classes: list[str] = field(default_factory=list)
+    # metric prefix -> split evaluated under that prefix (WILDS names for targets)
+    eval_splits: dict[str, str] = field(default_factory=lambda: {"val": "val"})
+    native_resolution: int = 32
+
+    def labels(self, split: str) -> np.ndarray:
+        """Int label of every example of `split`, in the order of that split's `.beton`."""
+        raise NotImplementedError
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def content_hash(self, split: str) -> str:
+        """Hash of what the split's file would contain (generation parameters or file list)."""
+        blob = json.dumps({"source": self.name, "split": split, "options": self.options}, sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+    def check_split(self, split: str) -> None:
+        if split not in self.splits:
+            raise SourceError(f"source '{self.name}' has no split '{split}'; its splits: {', '.join(self.splits)}")
+
+    def beton(self, split: str, resolution: int | None = None, num_workers: int = 1) -> Path:
+        """Path of the split's `.beton` at `resolution`, written first if missing."""
+        self.check_split(split)
+        resolution = resolution or self.native_resolution
+        path = beton_path(self.name, split, resolution, self.content_hash(split))
+        if not path.exists():
+            self._write(split, resolution, path, num_workers)
+        return path
+
+    def _write(self, split: str, resolution: int, path: Path, num_workers: int) -> None:
+        raise NotImplementedError
+
+    def describe(self) -> dict:
+        """Sizes and classes, stored with each trial."""
+        return {
+            "source": self.name,
+            "options": self.options,
+            "num_classes": self.num_classes,
+            "split_sizes": {s: int(len(self.labels(s))) for s in self.splits},
+        }

@@ -1,0 +1,262 @@
+"""`run_sweep`: validate a sweep, then run (or resume) its cells as Tune trials.
+
+Storage layout (DESIGN.md): a sweep lives in `<storage>/<sweep>/` (`-smoke` appended for smoke
+runs). Each run first restores the sweep's unfinished Tune experiments (`exp-000`, ...); cells
+that are in none of them run in a new experiment beside them, because `Tuner.restore` cannot add
+trials. `--fresh` renames the old directory to `<sweep>.old-<timestamp>`.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.archs import check_arch
+from engine.spec import SweepSpec, cells
+
+DEFAULT_STORAGE = "~/robustness_sweeps"
+# Snapshot the experiment state (and flush results to storage) after every step instead of
+# Tune's adaptive >= 10 s: with the default a SIGKILLed driver forgot trials that had finished,
+# and the re-run started them again (measured; see the README's "Resume" section).
+TUNE_ENV = {"TUNE_GLOBAL_CHECKPOINT_S": "0"}
+
+
+class SweepError(ValueError):
+    """A sweep that cannot start; one line that names the field and the fix."""
+
+
+@dataclass
+class RunOptions:
+    data_root: str | None = None
+    storage_path: str | None = None
+    address: str | None = None
+    cpus_per_trial: float = 1
+    gpus_per_trial: float = 0
+    fresh: bool = False
+    dry_run: bool = False
+    max_failures: int = 2
+    verbose: int = 1
+
+
+def storage_root(options: RunOptions) -> Path:
+    raw = options.storage_path or os.environ.get("SWEEPS_STORAGE") or DEFAULT_STORAGE
+    if "://" in raw:
+        raise SweepError(
+            f"--storage-path {raw}: cloud URIs are not supported in this version; use a local or shared "
+            "filesystem path (e.g. an NFS/EFS mount on a cluster)"
+        )
+    return Path(raw).expanduser().resolve()
+
+
+def sweep_dir(spec: SweepSpec, options: RunOptions) -> Path:
+    return storage_root(options) / (spec.name + ("-smoke" if spec.smoke else ""))
+
+
+def validate(spec: SweepSpec, options: RunOptions) -> list[dict]:
+    """Everything that can be checked before Ray starts: archs, sources, subsets, resources."""
+    from datasets import get_source
+    from datasets.interventions import build_subset
+
+    if options.data_root is not None and not Path(options.data_root).is_dir():
+        raise SweepError(f"--data-root {options.data_root}: no such directory; point it at the folder holding the datasets")
+    if options.cpus_per_trial <= 0 or options.gpus_per_trial < 0:
+        raise SweepError("--cpus-per-trial must be > 0 and --gpus-per-trial >= 0")
+    grid = cells(spec)
+    if not grid:
+        raise SweepError(f"sweep '{spec.name}' has no cells: give it values, sources and archs")
+    for cell in grid:
+        check_arch(cell["arch"], cell["finetune_resolution"])
+        if cell["pretrain_epochs"]:
+            check_arch(cell["arch"], cell["pretrain_resolution"])
+    get_source(spec.target, options.data_root, **spec.target_options)
+    for name in spec.sources:
+        src = get_source(name, options.data_root, **spec.source_options.get(name, {}))
+        for cell in grid:
+            if cell["source"] == name:
+                build_subset(src, cell["intervention"], cell["value"], seed=cell["seed"],
+                             **json.loads(cell["intervention_params"]))
+    return grid
+
+
+def print_dry_run(spec: SweepSpec, grid: list[dict], options: RunOptions) -> None:
+    from datasets import get_source
+
+    target = get_source(spec.target, options.data_root, **spec.target_options)
+    ft_images = len(target.labels("train"))
+    eval_images = sum(len(target.labels(s)) for s in target.eval_splits.values())
+    print(f"{'cell_id':16}  {'source':10} {'intervention':12} {'value':>8}  {'arch':20} seed")
+    passes = 0.0
+    for c in grid:
+        print(f"{c['cell_id']:16}  {c['source']:10} {c['intervention']:12} {str(c['value']):>8}  {c['arch']:20} {c['seed']}")
+        value = c["value"] if isinstance(c["value"], int) else 0
+        passes += c["pretrain_epochs"] * value + c["finetune_epochs"] * (ft_images + eval_images / 3)
+    print(f"{len(grid)} cells in '{spec.name}'; ~{passes / 1e6:.2f} M image passes "
+          f"(at ~200 images/s per CPU core at 32 px: ~{passes / 200 / 3600:.2f} core-hours; pre-training of "
+          "full-size sources is only approximated)")
+
+
+def _lock(directory: Path) -> Path:
+    """Refuse to run two drivers on one sweep; a lock left by a dead driver is taken over."""
+    lock = directory / ".driver.json"
+    if lock.exists():
+        try:
+            info = json.loads(lock.read_text())
+            os.kill(info["pid"], 0)
+            if info["pid"] != os.getpid():
+                raise SweepError(f"{directory}: another driver (pid {info['pid']}) is running this sweep; "
+                                 "wait for it or kill it, then re-run")
+        except (ProcessLookupError, json.JSONDecodeError, KeyError):
+            _kill_stale_ray(lock)
+    lock.write_text(json.dumps({"pid": os.getpid(), "ray_pids": []}))
+    return lock
+
+
+def _kill_stale_ray(lock: Path) -> None:
+    """Stop the Ray processes a killed driver started: they would keep writing into the sweep."""
+    import psutil
+
+    try:
+        pids = json.loads(lock.read_text()).get("ray_pids", [])
+    except (json.JSONDecodeError, OSError):
+        return
+    for pid in pids:
+        try:
+            proc = psutil.Process(pid)
+            procs = proc.children(recursive=True) + [proc]
+        except psutil.NoSuchProcess:
+            continue
+        for p in procs:
+            try:
+                p.send_signal(signal.SIGKILL)
+            except psutil.NoSuchProcess:
+                pass
+        psutil.wait_procs(procs, timeout=10)
+
+
+def _record_ray_pids(lock: Path) -> None:
+    import ray._private.worker as ray_worker
+
+    node = getattr(ray_worker, "_global_node", None)
+    pids = []
+    if node is not None:
+        for infos in node.all_processes.values():
+            pids += [info.process.pid for info in infos if info.process is not None]
+    lock.write_text(json.dumps({"pid": os.getpid(), "ray_pids": pids}))
+
+
+def _experiments(directory: Path) -> list[Path]:
+    return sorted(p for p in directory.glob("exp-[0-9][0-9][0-9]") if p.is_dir())
+
+
+def _cells_in(experiment: Path) -> set[str]:
+    ids = set()
+    for params in experiment.glob("*/params.json"):
+        try:
+            ids.add(json.loads(params.read_text())["cell_id"])
+        except (json.JSONDecodeError, KeyError, OSError):
+            continue
+    return ids
+
+
+def trial_dirname(trial) -> str:
+    return f"cell-{trial.config['cell_id']}"
+
+
+def trial_name(trial) -> str:
+    c = trial.config
+    return f"{c['arch']}-{c['intervention']}-{c['value']}-s{c['seed']}"
+
+
+def run_sweep(spec: SweepSpec, options: RunOptions | None = None) -> Path:
+    """Run or resume every cell of `spec`; returns the sweep directory."""
+    options = options or RunOptions()
+    grid = validate(spec, options)
+    if options.dry_run:
+        print_dry_run(spec, grid, options)
+        return sweep_dir(spec, options)
+
+    directory = sweep_dir(spec, options)
+    if options.fresh and directory.exists():
+        old = directory.with_name(f"{directory.name}.old-{time.strftime('%Y%m%d-%H%M%S')}")
+        directory.rename(old)
+        print(f"--fresh: moved the previous sweep to {old}")
+    directory.mkdir(parents=True, exist_ok=True)
+    lock = _lock(directory)
+    try:
+        return _run(spec, grid, options, directory, lock)
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def _run(spec: SweepSpec, grid: list[dict], options: RunOptions, directory: Path, lock: Path) -> Path:
+    for key, value in TUNE_ENV.items():
+        os.environ.setdefault(key, value)
+    import ray
+    from ray import tune
+    from ray.tune.search.basic_variant import BasicVariantGenerator
+
+    from datasets import get_source
+    from datasets.beton import cache_root
+    from engine.provenance import git_sha
+    from engine.trainable import RunContext, train_cell
+
+    # Write the target's files once here (with a progress bar) rather than in racing trials.
+    target = get_source(spec.target, options.data_root, **spec.target_options)
+    for split in target.splits:
+        target.beton(split, spec.recipe.finetune_resolution, num_workers=int(options.cpus_per_trial))
+    for name in spec.sources:
+        src = get_source(name, options.data_root, **spec.source_options.get(name, {}))
+        for split in ("train", "val"):
+            src.beton(split, spec.recipe.pretrain_resolution, num_workers=int(options.cpus_per_trial))
+
+    context = RunContext(storage=str(storage_root(options)), data_root=options.data_root,
+                         cache_dir=str(cache_root()), git_sha=git_sha())
+    trainable = tune.with_resources(tune.with_parameters(train_cell, context=context),
+                                    {"cpu": options.cpus_per_trial, "gpu": options.gpus_per_trial})
+    ray.init(address=options.address, include_dashboard=True, dashboard_host="127.0.0.1",
+             runtime_env={"env_vars": {**TUNE_ENV, "SWEEPS_CACHE": context.cache_dir,
+                                       **({k: os.environ[k] for k in ("SWEEPS_FAULT_AT",) if k in os.environ})}},
+             log_to_driver=options.verbose > 1, configure_logging=False)
+    _record_ray_pids(lock)
+    print(f"Ray dashboard: http://127.0.0.1:8265  (TensorBoard: tensorboard --logdir {directory})")
+    try:
+        run_config = dict(
+            storage_path=str(directory),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            failure_config=tune.FailureConfig(max_failures=options.max_failures),
+            verbose=options.verbose,
+        )
+        known: set[str] = set()
+        for experiment in _experiments(directory):
+            if not tune.Tuner.can_restore(experiment):
+                # Killed before its first snapshot: nothing in it can be restored; its cells rerun.
+                experiment.rename(experiment.with_name(f"{experiment.name}.unrestorable-{int(time.time())}"))
+                continue
+            print(f"resuming {experiment}")
+            tune.Tuner.restore(str(experiment), trainable, resume_unfinished=True, resume_errored=True).fit()
+            known |= _cells_in(experiment)
+        todo = [c for c in grid if c["cell_id"] not in known]
+        if todo:
+            name = f"exp-{len(_experiments(directory)):03d}"
+            while (directory / name).exists():
+                name = f"exp-{int(name[4:]) + 1:03d}"
+            print(f"running {len(todo)} new cells of {len(grid)} in {directory / name}")
+            tuner = tune.Tuner(
+                trainable,
+                # Each cell is a preset point; the placeholders make every key a known search key.
+                param_space={key: None for key in todo[0]},
+                tune_config=tune.TuneConfig(
+                    search_alg=BasicVariantGenerator(points_to_evaluate=todo),
+                    num_samples=len(todo),
+                    trial_dirname_creator=trial_dirname,
+                    trial_name_creator=trial_name,
+                ),
+                run_config=tune.RunConfig(name=name, **run_config),
+            )
+            tuner.fit()
+    finally:
+        ray.shutdown()
+    return directory

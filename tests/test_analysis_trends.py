@@ -1,0 +1,117 @@
+"""analysis.trends against scipy: OLS in transformed space, ER, and the bootstrap band."""
+
+import time
+import warnings
+
+import numpy as np
+import pytest
+from scipy import special, stats
+
+from analysis.trends import Trend, bootstrap_band, effective_robustness, fit_trend
+
+TRANSFORMS = {
+    "probit": (stats.norm.ppf, stats.norm.cdf),
+    "logit": (special.logit, special.expit),
+    "linear": (lambda x: x, lambda x: x),
+}
+
+
+def points(n=40, seed=0, noise=0.1):
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(0.2, 0.9, n)
+    y = stats.norm.cdf(0.8 * stats.norm.ppf(x) - 0.4 + rng.normal(0, noise, n))
+    return x, y
+
+
+@pytest.mark.parametrize("name", TRANSFORMS)
+def test_fit_equals_linregress_on_transformed_points(name):
+    fwd, inv = TRANSFORMS[name]
+    x, y = points()
+    t = fit_trend(x, y, transform=name)
+    ref = stats.linregress(fwd(x), fwd(y))
+    assert isinstance(t, Trend) and t.transform == name and t.n == len(x)
+    assert t.slope == pytest.approx(ref.slope)
+    assert t.intercept == pytest.approx(ref.intercept)
+    assert t.r2 == pytest.approx(ref.rvalue**2)
+    grid = np.linspace(0.1, 0.95, 7)
+    np.testing.assert_allclose(t.predict(grid), inv(ref.intercept + ref.slope * fwd(grid)))
+
+
+def test_effective_robustness_is_ood_minus_prediction():
+    x, y = points()
+    t = fit_trend(x, y)
+    np.testing.assert_allclose(effective_robustness(t, x, y), y - t.predict(x))
+    on_line = t.predict(x)
+    np.testing.assert_allclose(effective_robustness(t, x, on_line), 0, atol=1e-12)
+
+
+def test_scores_of_zero_or_one_are_dropped_with_a_warning():
+    x, y = points(20)
+    t_ref = fit_trend(x, y)
+    with pytest.warns(UserWarning, match="dropped 2 of 22 points"):
+        t = fit_trend(np.append(x, [0.0, 0.5]), np.append(y, [0.3, 1.0]))
+    assert t.n == 20 and t.slope == pytest.approx(t_ref.slope)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # linear keeps 0 and 1 silently
+        assert fit_trend([0.0, 1.0, 0.5], [0.0, 1.0, 0.4], transform="linear").n == 3
+
+
+def test_too_few_points_and_bad_input():
+    with pytest.raises(ValueError, match="at least 2"):
+        fit_trend([0.5], [0.4])
+    with pytest.raises(ValueError, match="at least 2"), pytest.warns(UserWarning):
+        fit_trend([0.5, 1.0], [0.4, 0.9])
+    with pytest.raises(ValueError, match="distinct"):
+        fit_trend([0.5, 0.5], [0.4, 0.3])
+    with pytest.raises(ValueError, match="fractions"):
+        fit_trend([50.0, 60.0], [40.0, 45.0])
+    with pytest.raises(ValueError, match="unknown transform"):
+        fit_trend([0.5, 0.6], [0.4, 0.5], transform="log")
+
+
+@pytest.mark.parametrize("name", TRANSFORMS)
+def test_bootstrap_band_contains_fit_and_is_reproducible(name):
+    x, y = points(60, seed=3)
+    grid, lo, hi = bootstrap_band(x, y, transform=name, n_boot=1000, seed=7)
+    assert grid.shape == lo.shape == hi.shape == (100,)
+    assert grid.min() == pytest.approx(x.min()) and grid.max() == pytest.approx(x.max())
+    fit = fit_trend(x, y, transform=name).predict(grid)
+    assert np.all(lo <= fit) and np.all(fit <= hi) and np.all(lo < hi)
+    assert np.all((lo >= 0) & (hi <= 1))
+    again = bootstrap_band(x, y, transform=name, n_boot=1000, seed=7)
+    for a, b in zip((grid, lo, hi), again):
+        np.testing.assert_array_equal(a, b)
+    other = bootstrap_band(x, y, transform=name, n_boot=1000, seed=8)
+    assert not np.array_equal(lo, other[1])
+
+
+def test_bootstrap_band_matches_a_loop_over_linregress():
+    x, y = points(15, seed=1)
+    fx, fy = stats.norm.ppf(x), stats.norm.ppf(y)
+    grid = np.array([0.3, 0.5, 0.8])
+    _, lo, hi = bootstrap_band(x, y, n_boot=200, seed=0, grid=grid)
+    idx = np.random.default_rng(0).integers(0, len(x), size=(200, len(x)))
+    preds = []
+    for i in idx:
+        r = stats.linregress(fx[i], fy[i])
+        preds.append(r.intercept + r.slope * stats.norm.ppf(grid))
+    ref_lo, ref_hi = stats.norm.cdf(np.percentile(preds, [2.5, 97.5], axis=0))
+    np.testing.assert_allclose(lo, ref_lo, rtol=1e-9)
+    np.testing.assert_allclose(hi, ref_hi, rtol=1e-9)
+
+
+def test_bootstrap_band_is_fast():
+    x, y = points(300)
+    bootstrap_band(x, y, n_boot=50)  # warm up
+    start = time.perf_counter()
+    bootstrap_band(x, y, n_boot=1000)
+    assert time.perf_counter() - start < 0.5
+
+
+def test_bootstrap_band_narrows_with_more_points():
+    x1, y1 = points(10, seed=2)
+    x2, y2 = points(400, seed=2)
+    grid = np.linspace(0.3, 0.8, 20)
+    _, lo1, hi1 = bootstrap_band(x1, y1, grid=grid)
+    _, lo2, hi2 = bootstrap_band(x2, y2, grid=grid)
+    assert np.mean(hi2 - lo2) < np.mean(hi1 - lo1)
