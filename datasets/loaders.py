@@ -45,7 +45,7 @@ def make_loader(
     """
     size = (resolution, resolution)
     if augment:
-        image_pipeline = [RandomResizedCropRGBImageDecoder(size, scale=(0.35, 1.0)), RandomHorizontalFlip()]
+        image_pipeline = [RandomResizedCropRGBImageDecoder(size, scale=(0.5, 1.0)), RandomHorizontalFlip()]
     else:
         image_pipeline = [CenterCropRGBImageDecoder(size, ratio=1.0)]
     on_gpu = device != "cpu"

@@ -1,0 +1,57 @@
+"""Bad inputs get a one-line error before any Ray process starts."""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from conftest import run_sweep_script
+from engine.cli import EMBEDDED_RECIPE
+from engine.runner import RunOptions, SweepError, run_sweep
+from engine.spec import SweepSpec
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--archs", "resnet9000"], "unknown architecture 'resnet9000'"),
+    (["--archs", "alexnet"], "alexnet needs inputs of at least 64 px"),
+    (["--data-root", "/nonexistent/data"], "--data-root /nonexistent/data: no such directory"),
+])
+def test_sweep_script_bad_input(tmp_path, args, message):
+    start = time.monotonic()
+    out = run_sweep_script("data_quantity.py", "--storage-path", str(tmp_path), *args, timeout=120)
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], out.stderr
+    assert "Ray" not in out.stdout and not list(tmp_path.iterdir())  # nothing started, nothing written
+    assert time.monotonic() - start < 60
+
+
+def test_real_sources_not_in_this_version_say_so(tmp_path):
+    out = run_sweep_script("data_quantity.py", "--storage-path", str(tmp_path), "--data-root", str(tmp_path),
+                           timeout=120)
+    assert out.returncode == 2 and "source 'imagenet'" in out.stderr and len(out.stderr.strip().splitlines()) == 1
+
+
+def test_impossible_size_fails_before_ray(tmp_path):
+    spec = SweepSpec(name="too_big", intervention="quantity", values=(10**6,), sources=("synthnet",),
+                     archs=("resnet18",), recipe=EMBEDDED_RECIPE)
+    with pytest.raises(ValueError, match="class-balanced images need") as err:
+        run_sweep(spec, RunOptions(storage_path=str(tmp_path)))
+    assert "\n" not in str(err.value)
+    import ray
+
+    assert not ray.is_initialized() and not list(tmp_path.iterdir())
+
+
+def test_cloud_storage_is_refused_clearly(tmp_path):
+    spec = SweepSpec(name="s3", intervention="quantity", values=(100,), sources=("synthnet",),
+                     archs=("resnet18",), recipe=EMBEDDED_RECIPE)
+    with pytest.raises(SweepError, match="cloud URIs are not supported"):
+        run_sweep(spec, RunOptions(storage_path="s3://bucket/sweeps"))
+
+
+def test_dry_run_prints_cells_and_starts_nothing(tmp_path):
+    out = run_sweep_script("data_quantity.py", "--storage-path", str(tmp_path), "--dry-run", timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "10 cells in 'data_quantity'" in out.stdout and "core-hours" in out.stdout
+    assert not list(tmp_path.iterdir())
