@@ -87,7 +87,7 @@ class SynthNet(GeneratedSource):
 
 
 @register_source("synthnet")
-def synthnet(data_root=None, num_classes: int = 100, images_per_class: int = 50, val_per_class: int = 10,
+def synthnet(data_root=None, num_classes: int = 50, images_per_class: int = 80, val_per_class: int = 10,
              seed: int = 0, resolution: int = 32) -> SynthNet:
     """ImageNet-like: `num_classes` random ILSVRC-2012 classes, class-balanced."""
     from datasets.hierarchy import imagenet_wnids
@@ -196,9 +196,9 @@ class SynthCam(GeneratedSource):
 
 
 @register_source("synthcam")
-def synthcam(data_root=None, num_classes: int = 16, train_size: int = 1600, eval_size: int = 320,
+def synthcam(data_root=None, num_classes: int = 16, train_size: int = 800, eval_size: int = 320,
              test_size: int = 480, id_locations: int = 12, ood_locations: int = 6, tail: float = 1.0,
-             location_bias: float = 1.0, seed: int = 0, resolution: int = 32) -> SynthCam:
+             location_bias: float = 1.5, seed: int = 0, resolution: int = 32) -> SynthCam:
     """iWildCam-like: mammal and bird species of ILSVRC-2012 at camera-trap locations."""
     from datasets.hierarchy import imagenet_wnids, is_under, synset_of
 

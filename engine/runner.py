@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +20,7 @@ DEFAULT_STORAGE = "~/robustness_sweeps"
 # Snapshot the experiment state (and flush results to storage) after every step instead of
 # Tune's adaptive >= 10 s: with the default a SIGKILLed driver forgot trials that had finished,
 # and the re-run started them again (measured; see the README's "Resume" section).
-TUNE_ENV = {"TUNE_GLOBAL_CHECKPOINT_S": "0"}
+TUNE_ENV = {"TUNE_GLOBAL_CHECKPOINT_S": "0", "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0"}
 
 
 class SweepError(ValueError):
@@ -100,51 +99,61 @@ def print_dry_run(spec: SweepSpec, grid: list[dict], options: RunOptions) -> Non
 
 def _lock(directory: Path) -> Path:
     """Refuse to run two drivers on one sweep; a lock left by a dead driver is taken over."""
+    import psutil
+
     lock = directory / ".driver.json"
-    if lock.exists():
-        try:
-            info = json.loads(lock.read_text())
-            os.kill(info["pid"], 0)
-            if info["pid"] != os.getpid():
-                raise SweepError(f"{directory}: another driver (pid {info['pid']}) is running this sweep; "
-                                 "wait for it or kill it, then re-run")
-        except (ProcessLookupError, json.JSONDecodeError, KeyError):
-            _kill_stale_ray(lock)
-    lock.write_text(json.dumps({"pid": os.getpid(), "ray_pids": []}))
+    try:
+        info = json.loads(lock.read_text())
+    except (OSError, json.JSONDecodeError):
+        info = None
+    if info and _alive(info.get("pid"), info.get("started")):
+        raise SweepError(f"{directory}: another driver (pid {info['pid']}) is running this sweep; "
+                         "wait for it or stop it, then re-run")
+    if info:
+        _kill_stale_ray(info.get("ray_pids", []))
+    me = psutil.Process()
+    lock.write_text(json.dumps({"pid": me.pid, "started": me.create_time(), "ray_pids": []}))
     return lock
 
 
-def _kill_stale_ray(lock: Path) -> None:
-    """Stop the Ray processes a killed driver started: they would keep writing into the sweep."""
+def _alive(pid, started) -> bool:
+    """Is `pid` the same live process that wrote the lock (not a recycled pid)?"""
     import psutil
 
     try:
-        pids = json.loads(lock.read_text()).get("ray_pids", [])
-    except (json.JSONDecodeError, OSError):
-        return
+        return pid is not None and abs(psutil.Process(pid).create_time() - (started or 0)) < 1
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _kill_stale_ray(pids: list[int]) -> None:
+    """Stop the Ray processes a killed driver started: they would keep writing into the sweep."""
+    import psutil
+
+    procs = []
     for pid in pids:
         try:
             proc = psutil.Process(pid)
-            procs = proc.children(recursive=True) + [proc]
+            procs += proc.children(recursive=True) + [proc]
         except psutil.NoSuchProcess:
             continue
-        for p in procs:
-            try:
-                p.send_signal(signal.SIGKILL)
-            except psutil.NoSuchProcess:
-                pass
-        psutil.wait_procs(procs, timeout=10)
+    for proc in procs:
+        try:
+            proc.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(procs, timeout=10)
 
 
 def _record_ray_pids(lock: Path) -> None:
+    """Remember the local Ray processes this driver started, for a re-run after a SIGKILL."""
     import ray._private.worker as ray_worker
 
     node = getattr(ray_worker, "_global_node", None)
-    pids = []
-    if node is not None:
-        for infos in node.all_processes.values():
-            pids += [info.process.pid for info in infos if info.process is not None]
-    lock.write_text(json.dumps({"pid": os.getpid(), "ray_pids": pids}))
+    if node is None:  # connected to an existing cluster (--address): its processes are not ours
+        return
+    pids = [info.process.pid for infos in node.all_processes.values() for info in infos if info.process]
+    lock.write_text(json.dumps({**json.loads(lock.read_text()), "ray_pids": pids}))
 
 
 def _experiments(directory: Path) -> list[Path]:
@@ -152,13 +161,12 @@ def _experiments(directory: Path) -> list[Path]:
 
 
 def _cells_in(experiment: Path) -> set[str]:
-    ids = set()
-    for params in experiment.glob("*/params.json"):
-        try:
-            ids.add(json.loads(params.read_text())["cell_id"])
-        except (json.JSONDecodeError, KeyError, OSError):
-            continue
-    return ids
+    """Cell ids of every trial Tune's latest snapshot of `experiment` knows, pending ones included."""
+    states = sorted(experiment.glob("experiment_state-*.json"))
+    if not states:
+        return set()
+    trials = json.loads(states[-1].read_text())["trial_data"]
+    return {json.loads(state)["config"]["cell_id"] for state, _ in trials}
 
 
 def trial_dirname(trial) -> str:
@@ -251,6 +259,9 @@ def _run(spec: SweepSpec, grid: list[dict], options: RunOptions, directory: Path
                 tune_config=tune.TuneConfig(
                     search_alg=BasicVariantGenerator(points_to_evaluate=todo),
                     num_samples=len(todo),
+                    # A finished trial's process serves the next one: no new interpreter, imports
+                    # and FFCV/numba compilation per cell (every trial seeds and sizes itself).
+                    reuse_actors=True,
                     trial_dirname_creator=trial_dirname,
                     trial_name_creator=trial_name,
                 ),
