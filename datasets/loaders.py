@@ -2,6 +2,7 @@
 differs by `ToDevice`."""
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -69,3 +70,16 @@ def make_loader(
         indices=None if indices is None else np.asarray(indices),
         pipelines={"image": image_pipeline, "label": label_pipeline},
     )
+
+
+@lru_cache(maxsize=16)
+def shared_loader(path: Path, batch_size: int, resolution: int, num_workers: int, train: bool, seed: int = 0,
+                  device: str = "cpu") -> Loader:
+    """`make_loader` over a whole file, kept for the life of the process.
+
+    FFCV JIT-compiles every new Loader (seconds each); Tune reuses a trial's process for the next
+    cell, and cells share the target's files, so each loader is compiled once per process.
+    Callers set `loader.next_epoch` before iterating, so a shared loader's order is the same as
+    a new one's.
+    """
+    return make_loader(path, batch_size, resolution, num_workers, train, seed=seed, device=device)

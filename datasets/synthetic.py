@@ -196,8 +196,8 @@ class SynthCam(GeneratedSource):
 
 
 @register_source("synthcam")
-def synthcam(data_root=None, num_classes: int = 16, train_size: int = 800, eval_size: int = 320,
-             test_size: int = 480, id_locations: int = 12, ood_locations: int = 6, tail: float = 1.0,
+def synthcam(data_root=None, num_classes: int = 16, train_size: int = 640, eval_size: int = 256,
+             test_size: int = 384, id_locations: int = 12, ood_locations: int = 6, tail: float = 1.0,
              location_bias: float = 1.5, seed: int = 0, resolution: int = 32) -> SynthCam:
     """iWildCam-like: mammal and bird species of ILSVRC-2012 at camera-trap locations."""
     from datasets.hierarchy import imagenet_wnids, is_under, synset_of

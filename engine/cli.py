@@ -14,7 +14,7 @@ from engine.spec import Recipe, SweepSpec
 
 # The embedded default: sizes and recipes chosen so a sweep runs in minutes on 2 CPU cores.
 EMBEDDED_RECIPE = Recipe(
-    pretrain_epochs=4, pretrain_resolution=32, pretrain_batch_size=64, pretrain_lr=0.2,
+    pretrain_epochs=3, pretrain_resolution=32, pretrain_batch_size=64, pretrain_lr=0.2,
     finetune_epochs=4, finetune_resolution=32, finetune_batch_size=32, finetune_lr=1e-3,
 )
 EMBEDDED_ARCHS = ("resnet18", "mobilenet_v3_small")

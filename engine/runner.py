@@ -80,18 +80,25 @@ def validate(spec: SweepSpec, options: RunOptions) -> list[dict]:
     return grid
 
 
-def print_dry_run(spec: SweepSpec, grid: list[dict], options: RunOptions) -> None:
+def image_passes(cell: dict, finetune_images: int, eval_images: int) -> float:
+    """Rough cost of a cell in training-image passes (an evaluation pass counts a third)."""
+    value = cell["value"] if isinstance(cell["value"], int) else 0
+    return cell["pretrain_epochs"] * value + cell["finetune_epochs"] * (finetune_images + eval_images / 3)
+
+
+def target_sizes(spec: SweepSpec, options: RunOptions) -> tuple[int, int]:
     from datasets import get_source
 
     target = get_source(spec.target, options.data_root, **spec.target_options)
-    ft_images = len(target.labels("train"))
-    eval_images = sum(len(target.labels(s)) for s in target.eval_splits.values())
+    return len(target.labels("train")), sum(len(target.labels(s)) for s in target.eval_splits.values())
+
+
+def print_dry_run(spec: SweepSpec, grid: list[dict], options: RunOptions) -> None:
+    sizes = target_sizes(spec, options)
     print(f"{'cell_id':16}  {'source':10} {'intervention':12} {'value':>8}  {'arch':20} seed")
-    passes = 0.0
     for c in grid:
         print(f"{c['cell_id']:16}  {c['source']:10} {c['intervention']:12} {str(c['value']):>8}  {c['arch']:20} {c['seed']}")
-        value = c["value"] if isinstance(c["value"], int) else 0
-        passes += c["pretrain_epochs"] * value + c["finetune_epochs"] * (ft_images + eval_images / 3)
+    passes = sum(image_passes(c, *sizes) for c in grid)
     print(f"{len(grid)} cells in '{spec.name}'; ~{passes / 1e6:.2f} M image passes "
           f"(at ~200 images/s per CPU core at 32 px: ~{passes / 200 / 3600:.2f} core-hours; pre-training of "
           "full-size sources is only approximated)")
@@ -246,7 +253,9 @@ def _run(spec: SweepSpec, grid: list[dict], options: RunOptions, directory: Path
             print(f"resuming {experiment}")
             tune.Tuner.restore(str(experiment), trainable, resume_unfinished=True, resume_errored=True).fit()
             known |= _cells_in(experiment)
-        todo = [c for c in grid if c["cell_id"] not in known]
+        # Longest cells first: with a few trial slots this shortens the sweep's tail.
+        sizes = target_sizes(spec, options)
+        todo = sorted((c for c in grid if c["cell_id"] not in known), key=lambda c: -image_passes(c, *sizes))
         if todo:
             name = f"exp-{len(_experiments(directory)):03d}"
             while (directory / name).exists():

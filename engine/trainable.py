@@ -20,7 +20,7 @@ from filelock import FileLock
 from ray import tune
 
 from datasets import get_source
-from datasets.loaders import make_loader
+from datasets.loaders import make_loader, shared_loader
 from datasets.interventions import build_subset
 from engine.archs import build_model, replace_head
 from engine.loops import evaluate, finetune_optimizer, pretrain_optimizer, train_epoch
@@ -136,6 +136,14 @@ def _pretrain_into(cache: Path, config: dict, context: RunContext, cpus: int, de
 def train_cell(config: dict, context: RunContext) -> None:
     """Tune function trainable for one cell."""
     os.environ["SWEEPS_CACHE"] = context.cache_dir
+    checkpoint = tune.get_checkpoint()
+    state = None
+    if checkpoint is not None:
+        with checkpoint.as_directory() as directory:
+            state = torch.load(Path(directory) / "state.pt", map_location="cpu", weights_only=True)
+        if state["epoch"] >= config["finetune_epochs"]:
+            # Finished before a driver crash that Tune's last snapshot did not see: nothing to redo.
+            return
     cpus, gpus = _resources()
     _set_threads(cpus)
     device = torch.device("cuda" if gpus and torch.cuda.is_available() else "cpu")
@@ -154,17 +162,14 @@ def train_cell(config: dict, context: RunContext) -> None:
     model = model.to(device).to(memory_format=torch.channels_last)
 
     files = {split: target.beton(split, res, cpus) for split in target.splits}
-    train_loader = make_loader(files["train"], config["finetune_batch_size"], res, cpus, train=True, seed=seed,
-                               device=str(device))
-    eval_loaders = {prefix: make_loader(files[split], 256, res, cpus, train=False, device=str(device))
+    train_loader = shared_loader(files["train"], config["finetune_batch_size"], res, cpus, train=True, seed=seed,
+                                 device=str(device))
+    eval_loaders = {prefix: shared_loader(files[split], 256, res, cpus, train=False, device=str(device))
                     for prefix, split in target.eval_splits.items()}
     optimizer, scheduler = finetune_optimizer(model, config, len(train_loader))
 
     start = 0
-    checkpoint = tune.get_checkpoint()
-    if checkpoint is not None:
-        with checkpoint.as_directory() as directory:
-            state = torch.load(Path(directory) / "state.pt", map_location=device, weights_only=True)
+    if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
