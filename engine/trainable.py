@@ -137,10 +137,11 @@ def train_cell(config: dict, context: RunContext) -> None:
     """Tune function trainable for one cell."""
     os.environ["SWEEPS_CACHE"] = context.cache_dir
     checkpoint = tune.get_checkpoint()
-    state = None
+    state = saved_record = None
     if checkpoint is not None:
         with checkpoint.as_directory() as directory:
             state = torch.load(Path(directory) / "state.pt", map_location="cpu", weights_only=True)
+            saved_record = json.loads((Path(directory) / "cell.json").read_text())
         if state["epoch"] >= config["finetune_epochs"]:
             # Finished before a driver crash that Tune's last snapshot did not see: nothing to redo.
             return
@@ -152,8 +153,8 @@ def train_cell(config: dict, context: RunContext) -> None:
     res, seed = config["finetune_resolution"], config["seed"]
     torch.manual_seed(seed)
     model = build_model(config["arch"], target.num_classes, res)
-    pretrained_meta = None
-    if config["intervention"] != "scratch":
+    pretrained_meta = saved_record["pretrained"] if saved_record else None
+    if config["intervention"] != "scratch" and state is None:  # a resumed cell has its weights in `state`
         weights, pretrained_meta = pretrain(config, context, cpus, device)
         model = build_model(config["arch"], pretrained_meta["subset"]["num_classes"], res)
         model.load_state_dict(weights)
