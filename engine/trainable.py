@@ -133,18 +133,70 @@ def _pretrain_into(cache: Path, config: dict, context: RunContext, cpus: int, de
     state_file.unlink(missing_ok=True)
 
 
+def _read_record(checkpoint) -> dict:
+    with checkpoint.filesystem.open_input_stream(f"{checkpoint.path}/cell.json") as f:
+        return json.loads(f.read())
+
+
+def _resume_point() -> tuple[dict | None, dict | None]:
+    """(state, record) of this trial's newest complete fine-tuning checkpoint, or (None, None).
+
+    Tune restores a trial from the checkpoint its last experiment snapshot knew. A driver killed
+    between a report and the next snapshot leaves a newer checkpoint in the trial directory that
+    Tune does not know: taking it means that epoch is not trained again (and a finished cell is
+    not re-run). A checkpoint cut short by the kill fails to load and is skipped.
+    """
+    import pyarrow.fs
+
+    candidates = [tune.get_checkpoint()] if tune.get_checkpoint() else []
+    try:
+        storage = tune.get_context().get_storage()  # Ray developer API: the trial's storage paths
+        infos = storage.storage_filesystem.get_file_info(
+            pyarrow.fs.FileSelector(storage.trial_fs_path, allow_not_found=True))
+        candidates += [tune.Checkpoint(i.path, storage.storage_filesystem) for i in infos
+                       if i.type == pyarrow.fs.FileType.Directory and i.base_name.startswith("checkpoint_")]
+    except Exception:  # noqa: BLE001 - outside a Tune session: Tune's own view is all there is
+        pass
+    ranked = []
+    for checkpoint in candidates:
+        try:
+            ranked.append((len(_read_record(checkpoint)["history"]), checkpoint))
+        except Exception:  # noqa: BLE001 - half-written when its run was killed
+            continue
+    for epochs, checkpoint in sorted(ranked, key=lambda r: -r[0]):
+        try:
+            with checkpoint.as_directory() as directory:
+                state = torch.load(Path(directory) / "state.pt", map_location="cpu", weights_only=True)
+                record = json.loads((Path(directory) / "cell.json").read_text())
+        except Exception:  # noqa: BLE001
+            continue
+        if state["epoch"] == epochs:
+            return state, record
+    return None, None
+
+
+def _report_missing_rows(history: list[dict]) -> None:
+    """Report again the fine-tuning rows a killed driver did not write to the trial's result.json."""
+    storage = tune.get_context().get_storage()
+    try:
+        with storage.storage_filesystem.open_input_stream(f"{storage.trial_fs_path}/result.json") as f:
+            lines = f.read().decode().splitlines()
+    except (FileNotFoundError, OSError):
+        lines = []
+    written = {r.get("epoch") for r in map(json.loads, filter(str.strip, lines)) if r.get("phase") == "finetune"}
+    for row in history:
+        if row["epoch"] not in written:
+            tune.report(row)
+
+
 def train_cell(config: dict, context: RunContext) -> None:
     """Tune function trainable for one cell."""
     os.environ["SWEEPS_CACHE"] = context.cache_dir
-    checkpoint = tune.get_checkpoint()
-    state = saved_record = None
-    if checkpoint is not None:
-        with checkpoint.as_directory() as directory:
-            state = torch.load(Path(directory) / "state.pt", map_location="cpu", weights_only=True)
-            saved_record = json.loads((Path(directory) / "cell.json").read_text())
+    state, saved_record = _resume_point()
+    if saved_record is not None:
+        _report_missing_rows(saved_record["history"])
         if state["epoch"] >= config["finetune_epochs"]:
-            # Finished before a driver crash that Tune's last snapshot did not see: nothing to redo.
-            return
+            return  # finished before the driver died: nothing to redo
     cpus, gpus = _resources()
     _set_threads(cpus)
     device = torch.device("cuda" if gpus and torch.cuda.is_available() else "cpu")
@@ -179,17 +231,19 @@ def train_cell(config: dict, context: RunContext) -> None:
 
     record = {"config": config, "pretrained": pretrained_meta, "target": target.describe(),
               "provenance": {"git_sha": context.git_sha, "packages": package_versions(),
-                             "data_files": {s: Path(f).name for s, f in files.items()}}}
+                             "data_files": {s: Path(f).name for s, f in files.items()}},
+              "history": saved_record["history"] if saved_record else []}
     for epoch in range(start, config["finetune_epochs"]):
         _maybe_fault("finetune", epoch + 1, Path(context.storage) / ".faults" / config["cell_id"])
         train_loader.next_epoch = epoch
         stats = train_epoch(model, train_loader, optimizer, scheduler, None, device)
         metrics = evaluate(model, eval_loaders, device)
+        row = {"phase": "finetune", "epoch": epoch + 1, **stats, **metrics,
+               "cell_id": config["cell_id"], "git_sha": context.git_sha}
+        record["history"].append(row)
         with tempfile.TemporaryDirectory() as tmp:
             torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                         "scheduler": scheduler.state_dict(), "rng": torch.get_rng_state(), "epoch": epoch + 1},
                        Path(tmp) / "state.pt")
             (Path(tmp) / "cell.json").write_text(json.dumps(record, indent=1, default=str))
-            tune.report({"phase": "finetune", "epoch": epoch + 1, **stats, **metrics,
-                         "cell_id": config["cell_id"], "git_sha": context.git_sha},
-                        checkpoint=tune.Checkpoint.from_directory(tmp))
+            tune.report(row, checkpoint=tune.Checkpoint.from_directory(tmp))
