@@ -17,9 +17,10 @@ from engine.archs import check_arch
 from engine.spec import SweepSpec, cells
 
 DEFAULT_STORAGE = "~/robustness_sweeps"
-# Snapshot the experiment state (and flush results to storage) after every step instead of
-# Tune's adaptive >= 10 s: with the default a SIGKILLed driver forgot trials that had finished,
-# and the re-run started them again (measured; see the README's "Resume" section).
+# Snapshot the experiment state (and upload results) after every step instead of Tune's
+# adaptive >= 10 s: with the default, a driver SIGKILLed soon after a cell finished left a snapshot
+# that did not know it, and the re-run retrained its last epoch (measured; README "Resume").
+# The trainable closes the remaining window (engine.trainable._resume_point).
 TUNE_ENV = {"TUNE_GLOBAL_CHECKPOINT_S": "0", "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0"}
 
 
