@@ -106,10 +106,6 @@ def replace_head(model: nn.Module, name: str, num_classes: int) -> nn.Module:
     return model
 
 
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
 def output_size(model: nn.Module, resolution: int) -> torch.Size:
     """Shape of the logits for one image (a cheap sanity check used in tests)."""
     model.eval()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 # Keys that never change a result: left out of the cell hash.
 NON_RESULT_KEYS = frozenset({"sweep", "cell_id", "smoke"})
@@ -56,9 +56,6 @@ class SweepSpec:
     intervention_params: dict = field(default_factory=dict)   # per source name: build_subset params
     smoke_values: tuple = ()                                  # values for --smoke (default: first two)
     smoke: bool = False
-
-    def with_overrides(self, **changes) -> "SweepSpec":
-        return replace(self, **changes)
 
 
 def _json(value) -> str:
