@@ -12,9 +12,13 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from engine.archs import check_arch
 from engine.spec import SweepSpec, cells
+
+if TYPE_CHECKING:
+    from datasets import Source
 
 DEFAULT_STORAGE = "~/robustness_sweeps"
 # Snapshot the experiment state (and upload results) after every step instead of Tune's
@@ -55,8 +59,11 @@ def sweep_dir(spec: SweepSpec, options: RunOptions) -> Path:
     return storage_root(options) / (spec.name + ("-smoke" if spec.smoke else ""))
 
 
-def validate(spec: SweepSpec, options: RunOptions) -> list[dict]:
-    """Everything that can be checked before Ray starts: archs, sources, subsets, resources."""
+def validate(spec: SweepSpec, options: RunOptions) -> tuple[list[dict], Source, dict[str, Source]]:
+    """Everything that can be checked before Ray starts: archs, sources, subsets, resources.
+
+    Returns the cells, the target and the pre-training sources (built once, reused by the run).
+    """
     from datasets import get_source
     from datasets.interventions import build_subset
 
@@ -71,14 +78,13 @@ def validate(spec: SweepSpec, options: RunOptions) -> list[dict]:
         check_arch(cell["arch"], cell["finetune_resolution"])
         if cell["pretrain_epochs"]:
             check_arch(cell["arch"], cell["pretrain_resolution"])
-    get_source(spec.target, options.data_root, **spec.target_options)
-    for name in spec.sources:
-        src = get_source(name, options.data_root, **spec.source_options.get(name, {}))
-        for cell in grid:
-            if cell["source"] == name:
-                build_subset(src, cell["intervention"], cell["value"], seed=cell["seed"],
-                             **json.loads(cell["intervention_params"]))
-    return grid
+    target = get_source(spec.target, options.data_root, **spec.target_options)
+    sources = {name: get_source(name, options.data_root, **spec.source_options.get(name, {})) for name in spec.sources}
+    for cell in grid:
+        if cell["source"] in sources:
+            build_subset(sources[cell["source"]], cell["intervention"], cell["value"], seed=cell["seed"],
+                         **json.loads(cell["intervention_params"]))
+    return grid, target, sources
 
 
 def image_passes(cell: dict, finetune_images: int, eval_images: int) -> float:
@@ -87,15 +93,13 @@ def image_passes(cell: dict, finetune_images: int, eval_images: int) -> float:
     return cell["pretrain_epochs"] * value + cell["finetune_epochs"] * (finetune_images + eval_images / 3)
 
 
-def target_sizes(spec: SweepSpec, options: RunOptions) -> tuple[int, int]:
-    from datasets import get_source
-
-    target = get_source(spec.target, options.data_root, **spec.target_options)
+def target_sizes(target: Source) -> tuple[int, int]:
+    """(training images, evaluated images) of the fine-tuning target."""
     return len(target.labels("train")), sum(len(target.labels(s)) for s in target.eval_splits.values())
 
 
-def print_dry_run(spec: SweepSpec, grid: list[dict], options: RunOptions) -> None:
-    sizes = target_sizes(spec, options)
+def print_dry_run(spec: SweepSpec, grid: list[dict], target: Source) -> None:
+    sizes = target_sizes(target)
     print(f"{'cell_id':16}  {'source':10} {'intervention':12} {'value':>8}  {'arch':20} seed")
     for c in grid:
         print(f"{c['cell_id']:16}  {c['source']:10} {c['intervention']:12} {str(c['value']):>8}  {c['arch']:20} {c['seed']}")
@@ -189,9 +193,9 @@ def trial_name(trial) -> str:
 def run_sweep(spec: SweepSpec, options: RunOptions | None = None) -> Path:
     """Run or resume every cell of `spec`; returns the sweep directory."""
     options = options or RunOptions()
-    grid = validate(spec, options)
+    grid, target, sources = validate(spec, options)
     if options.dry_run:
-        print_dry_run(spec, grid, options)
+        print_dry_run(spec, grid, target)
         return sweep_dir(spec, options)
 
     directory = sweep_dir(spec, options)
@@ -202,29 +206,27 @@ def run_sweep(spec: SweepSpec, options: RunOptions | None = None) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     lock = _lock(directory)
     try:
-        return _run(spec, grid, options, directory, lock)
+        return _run(spec, grid, target, sources, options, directory, lock)
     finally:
         lock.unlink(missing_ok=True)
 
 
-def _run(spec: SweepSpec, grid: list[dict], options: RunOptions, directory: Path, lock: Path) -> Path:
+def _run(spec: SweepSpec, grid: list[dict], target: Source, sources: dict[str, Source], options: RunOptions,
+         directory: Path, lock: Path) -> Path:
     for key, value in TUNE_ENV.items():
         os.environ.setdefault(key, value)
     import ray
     from ray import tune
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
-    from datasets import get_source
     from datasets.beton import cache_root
     from engine.provenance import git_sha
-    from engine.trainable import RunContext, train_cell
+    from engine.trainable import FAULT_ENV, RunContext, train_cell
 
-    # Write the target's files once here (with a progress bar) rather than in racing trials.
-    target = get_source(spec.target, options.data_root, **spec.target_options)
+    # Write the data files once here (with a progress bar) rather than in racing trials.
     for split in target.splits:
         target.beton(split, spec.recipe.finetune_resolution, num_workers=int(options.cpus_per_trial))
-    for name in spec.sources:
-        src = get_source(name, options.data_root, **spec.source_options.get(name, {}))
+    for src in sources.values():
         for split in ("train", "val"):
             src.beton(split, spec.recipe.pretrain_resolution, num_workers=int(options.cpus_per_trial))
 
@@ -234,7 +236,7 @@ def _run(spec: SweepSpec, grid: list[dict], options: RunOptions, directory: Path
                                     {"cpu": options.cpus_per_trial, "gpu": options.gpus_per_trial})
     ray.init(address=options.address, include_dashboard=True, dashboard_host="127.0.0.1",
              runtime_env={"env_vars": {**TUNE_ENV, "SWEEPS_CACHE": context.cache_dir,
-                                       **({k: os.environ[k] for k in ("SWEEPS_FAULT_AT",) if k in os.environ})}},
+                                       FAULT_ENV: os.environ.get(FAULT_ENV, "")}},
              log_to_driver=options.verbose > 1, configure_logging=False)
     _record_ray_pids(lock)
     print(f"Ray dashboard: http://127.0.0.1:8265  (TensorBoard: tensorboard --logdir {directory})")
@@ -255,7 +257,7 @@ def _run(spec: SweepSpec, grid: list[dict], options: RunOptions, directory: Path
             tune.Tuner.restore(str(experiment), trainable, resume_unfinished=True, resume_errored=True).fit()
             known |= _cells_in(experiment)
         # Longest cells first: with a few trial slots this shortens the sweep's tail.
-        sizes = target_sizes(spec, options)
+        sizes = target_sizes(target)
         todo = sorted((c for c in grid if c["cell_id"] not in known), key=lambda c: -image_passes(c, *sizes))
         if todo:
             name = f"exp-{len(_experiments(directory)):03d}"

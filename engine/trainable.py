@@ -148,7 +148,8 @@ def _resume_point() -> tuple[dict | None, dict | None]:
     """
     import pyarrow.fs
 
-    candidates = [tune.get_checkpoint()] if tune.get_checkpoint() else []
+    known = tune.get_checkpoint()
+    candidates = [known] if known else []
     try:
         storage = tune.get_context().get_storage()  # Ray developer API: the trial's storage paths
         infos = storage.storage_filesystem.get_file_info(
@@ -204,7 +205,6 @@ def train_cell(config: dict, context: RunContext) -> None:
     target = get_source(config["target"], context.data_root, **json.loads(config["target_options"]))
     res, seed = config["finetune_resolution"], config["seed"]
     torch.manual_seed(seed)
-    model = build_model(config["arch"], target.num_classes, res)
     pretrained_meta = saved_record["pretrained"] if saved_record else None
     if config["intervention"] != "scratch" and state is None:  # a resumed cell has its weights in `state`
         weights, pretrained_meta = pretrain(config, context, cpus, device)
@@ -212,6 +212,8 @@ def train_cell(config: dict, context: RunContext) -> None:
         model.load_state_dict(weights)
         torch.manual_seed(seed)
         replace_head(model, config["arch"], target.num_classes)
+    else:
+        model = build_model(config["arch"], target.num_classes, res)
     model = model.to(device).to(memory_format=torch.channels_last)
 
     files = {split: target.beton(split, res, cpus) for split in target.splits}
