@@ -66,10 +66,18 @@ class Source:
     # metric prefix -> split evaluated under that prefix (WILDS names for targets)
     eval_splits: dict[str, str] = field(default_factory=lambda: {"val": "val"})
     native_resolution: int = 32
+    # the split pre-training is evaluated on ("val" for ImageNet-like sources, "test" for DomainNet)
+    holdout_split: str = "val"
+    # per class: the coarse category it belongs to (iNaturalist's supercategories), or None
+    supercategories: list[str] | None = None
 
     def labels(self, split: str) -> np.ndarray:
         """Int label of every example of `split`, in the order of that split's `.beton`."""
         raise NotImplementedError
+
+    def domains(self, split: str) -> np.ndarray | None:
+        """Per example of `split`: its domain name (DomainNet), or None for single-domain sources."""
+        return None
 
     @property
     def num_classes(self) -> int:

@@ -94,9 +94,9 @@ def _pretrain_into(cache: Path, config: dict, context: RunContext, cpus: int, de
     params = json.loads(config["intervention_params"])
     subset = build_subset(src, config["intervention"], config["value"], seed=config["seed"], **params)
     res, seed = config["pretrain_resolution"], config["seed"]
-    train_file, val_file = src.beton("train", res, cpus), src.beton("val", res, cpus)
+    train_file, val_file = src.beton("train", res, cpus), src.beton(src.holdout_split, res, cpus)
     label_map = torch.as_tensor(subset.label_map, device=device)
-    val_labels = subset.label_map[src.labels("val")]
+    val_labels = subset.label_map[src.labels(src.holdout_split)]
     train_loader = make_loader(train_file, config["pretrain_batch_size"], res, cpus, train=True,
                                indices=subset.indices, seed=seed, device=str(device), augment=True)
     val_loader = make_loader(val_file, 256, res, cpus, train=False, indices=np.flatnonzero(val_labels >= 0),
@@ -235,12 +235,15 @@ def train_cell(config: dict, context: RunContext) -> None:
               "provenance": {"git_sha": context.git_sha, "packages": package_versions(),
                              "data_files": {s: Path(f).name for s, f in files.items()}},
               "history": saved_record["history"] if saved_record else []}
+    # the pre-training subset's size travels with every row, so reports can show it (0 for scratch)
+    subset = (pretrained_meta or {}).get("subset", {})
+    subset_size = {"subset_images": subset.get("num_images", 0), "subset_classes": subset.get("num_classes", 0)}
     for epoch in range(start, config["finetune_epochs"]):
         _maybe_fault("finetune", epoch + 1, Path(context.storage) / ".faults" / config["cell_id"])
         train_loader.next_epoch = epoch
         stats = train_epoch(model, train_loader, optimizer, scheduler, None, device)
         metrics = evaluate(model, eval_loaders, device)
-        row = {"phase": "finetune", "epoch": epoch + 1, **stats, **metrics,
+        row = {"phase": "finetune", "epoch": epoch + 1, **stats, **metrics, **subset_size,
                "cell_id": config["cell_id"], "git_sha": context.git_sha}
         record["history"].append(row)
         with tempfile.TemporaryDirectory() as tmp:
