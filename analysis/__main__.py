@@ -1,5 +1,7 @@
 """Command line: ``python -m analysis report PATH [PATH ...] [--out DIR] [--transform ...]``.
 
+PATHs are sweep or Tune experiment dirs, local or URIs (``s3://``, ``gs://``, ``file://``).
+
 Errors print one line (no traceback) naming the path and the fix, and exit with status 2.
 """
 
@@ -18,13 +20,26 @@ def _parser() -> argparse.ArgumentParser:
     rep = sub.add_parser(
         "report",
         help="trend fits, effective robustness and the ID/OOD scatter of sweep results",
-        description="Read Tune experiment dirs; write points.csv, trends.csv, scatter.png/.pdf.",
+        description="Read Tune experiment dirs; write points.csv, trends.csv, residuals.csv, "
+        "scatter/residuals/er_bars .png/.pdf and a self-contained report.html.",
     )
     rep.add_argument("paths", nargs="+", metavar="PATH", help="sweep dirs or Tune experiment dirs")
     rep.add_argument("--out", metavar="DIR", default=None, help="output dir (default: PATH/report)")
     rep.add_argument("--transform", choices=TRANSFORMS, default="probit", help="axes of the fits")
-    rep.add_argument("--baseline", metavar="GROUP", default="scratch", help="ER is relative to it")
+    rep.add_argument(
+        "--baseline", metavar="GROUP", default="scratch",
+        help="group (or --baseline-file entry) whose trend ER is measured against",
+    )
     rep.add_argument("--group-by", metavar="COLUMN", default="group", help="column defining groups")
+    rep.add_argument(
+        "--baseline-file", metavar="PATH", default=None,
+        help="YAML/JSON with trends given as parameters (name, slope, intercept, transform)",
+    )
+    rep.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default 0)")
+    rep.add_argument(
+        "--progress", action=argparse.BooleanOptionalAction, default=None,
+        help="progress bar while reading trials (default: on a terminal, from 200 trials)",
+    )
     return parser
 
 
@@ -35,10 +50,15 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     warnings.formatwarning = _one_line_warning
-    from analysis.report import write_report  # heavy imports only once the arguments parse
+    from analysis.report import (
+        write_report,  # heavy imports only once the arguments parse
+    )
 
     try:
-        write_report(args.paths, args.out, args.transform, args.baseline, args.group_by)
+        write_report(
+            args.paths, args.out, args.transform, args.baseline, args.group_by,
+            baseline_file=args.baseline_file, progress=args.progress, seed=args.seed,
+        )
     except (OSError, ValueError) as exc:
         print(f"python -m analysis report: error: {exc}", file=sys.stderr)
         return 2

@@ -1,44 +1,34 @@
 """Read Ray Tune experiment directories from disk into pandas tables (no live cluster, no ray).
 
-What Ray 2.60 writes, and what this module relies on:
-- An experiment dir holds ``experiment_state-<session timestamp>.json``; each driver session
-  (first run, every ``Tuner.restore``) writes its own, and Tune reads the newest by name.
-  Its ``trial_data`` is a list of ``[trial_json, run_metadata_json]`` string pairs; the trial
-  JSON has ``trial_id``, ``status`` (PENDING | RUNNING | PAUSED | TERMINATED | ERROR),
-  ``relative_logdir`` (the trial dir, relative to the experiment dir) and ``config``; the run
-  metadata has ``error_filename`` and ``num_failures``. Plain ``json`` reads it: the
-  ``CLOUDPICKLE_FALLBACK`` blobs inside are left as strings, never unpickled.
-- Each trial dir holds ``params.json`` (the flat config), ``result.json`` (one JSON object per
-  ``tune.report`` call) and, after a crash, ``error.txt``/``error.pkl``, which stay after a
-  successful resume. A resume from a checkpoint appends to ``result.json``, so epochs after the
-  checkpoint appear twice; a restart without a checkpoint starts the file over. A PENDING
-  trial's dir exists but is empty.
+The Tune files themselves (experiment state, params, results, error files) are read by
+``analysis.tune_files``, which documents what Ray 2.60 writes. Remote dirs (``s3://``,
+``gs://``, ``file://`` URIs) are read through pyarrow filesystems, as Tune does: only their small
+files are copied to a temporary local dir (``analysis.remote``).
 Scores stay fractions, as the trials report them.
 """
 
 from __future__ import annotations
 
 import fnmatch
-import json
-import math
 import os
-import re
-import warnings
+import sys
+import tempfile
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from contextlib import ExitStack
 from pathlib import Path
 
 import pandas as pd
 
-STATE_GLOB = "experiment_state*.json"
+from analysis.remote import download_small_files, is_uri
+from analysis.tune_files import (
+    STATE_GLOB,
+    STATUS,
+    TrialRecord,
+    plan_experiment,
+    read_trial,
+)
+
 OLD_DIR_GLOB = "*.old-*"
-STATUS = {
-    "TERMINATED": "finished",
-    "ERROR": "errored",
-    "RUNNING": "running",
-    "PENDING": "pending",
-    "PAUSED": "pending",  # waiting to be resumed by a scheduler: not running now, not done
-}
 METRICS = ("epoch", "id_f1", "ood_f1", "id_acc", "ood_acc", "train_loss", "images_per_s")
 OPTIONAL_METRICS = ("id_val_f1", "ood_val_f1")
 META = ("trial_id", "status", "experiment", "trial_dir")
@@ -53,19 +43,13 @@ _TUNE_KEYS = frozenset(
         "timesteps_total",
     }
 )
-_TRIAL_ID_IN_DIRNAME = re.compile(r"_([0-9a-f]{5}_\d{5})(?:_|$)")
+__all__ = [
+    "METRICS", "OPTIONAL_METRICS", "STATE_GLOB", "STATUS", "find_experiments", "load_experiments",
+    "load_tables", "load_trials",
+]
 PathLike = str | os.PathLike
-
-
-@dataclass
-class _Trial:
-    trial_id: str
-    status: str
-    experiment: Path
-    trial_dir: Path
-    config: dict
-    rows: list[dict] = field(default_factory=list)
-    error: str | None = None
+# With progress=None, a progress bar appears from this many trials on (and only on a terminal).
+PROGRESS_MIN_TRIALS = 200
 
 
 def find_experiments(paths: PathLike | Iterable[PathLike]) -> list[Path]:
@@ -95,18 +79,22 @@ def find_experiments(paths: PathLike | Iterable[PathLike]) -> list[Path]:
     return sorted(found)
 
 
-def load_trials(paths: PathLike | Iterable[PathLike]) -> pd.DataFrame:
+def load_trials(
+    paths: PathLike | Iterable[PathLike], progress: bool | None = None
+) -> pd.DataFrame:
     """One row per trial: config keys, trial_id, status, experiment, trial_dir, error, epochs_done.
 
     ``status`` is "finished" | "errored" | "running" | "pending"; ``error`` is the last line
     of the trial's ``error.txt`` when it has one (a finished trial keeps the file of a failure
     it was resumed from); ``epochs_done`` counts its distinct fine-tuning epochs. Trials that
-    never reported still appear here.
+    never reported still appear here. ``progress``: see ``load_experiments``.
     """
-    return _trials_table(_collect(paths))
+    return _trials_table(_collect(paths, progress))
 
 
-def load_experiments(paths: PathLike | Iterable[PathLike]) -> pd.DataFrame:
+def load_experiments(
+    paths: PathLike | Iterable[PathLike], progress: bool | None = None
+) -> pd.DataFrame:
     """One row per (trial, fine-tuning epoch) of every experiment at or beneath ``paths``.
 
     Columns: the trial's config keys as plain columns (``value`` is an object column holding
@@ -117,17 +105,24 @@ def load_experiments(paths: PathLike | Iterable[PathLike]) -> pd.DataFrame:
     rows are kept; when a trial reported an epoch twice (re-run after a resume) the last row
     wins. Scores are fractions. A config key that clashes with one of these column names is
     renamed ``config/<key>``.
+
+    ``paths`` may mix local dirs and URIs (``s3://bucket/sweeps/demo``; see ``analysis.remote``);
+    a remote trial's ``experiment`` and ``trial_dir`` are URIs. ``progress``: a progress bar on
+    stderr while reading trials; None shows it for ``PROGRESS_MIN_TRIALS`` or more trials when
+    stderr is a terminal, True always, False never.
     """
-    return _rows_table(_collect(paths))
+    return _rows_table(_collect(paths, progress))
 
 
-def load_tables(paths: PathLike | Iterable[PathLike]) -> tuple[pd.DataFrame, pd.DataFrame]:
+def load_tables(
+    paths: PathLike | Iterable[PathLike], progress: bool | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``(load_trials(paths), load_experiments(paths))`` from a single pass over the disk."""
-    trials = _collect(paths)
+    trials = _collect(paths, progress)
     return _trials_table(trials), _rows_table(trials)
 
 
-def _trials_table(trials: list[_Trial]) -> pd.DataFrame:
+def _trials_table(trials: list[TrialRecord]) -> pd.DataFrame:
     records = []
     for t in trials:
         rec = _config_columns(t.config)
@@ -138,7 +133,7 @@ def _trials_table(trials: list[_Trial]) -> pd.DataFrame:
     return _frame(records, trials, [*META, "error", "epochs_done"])
 
 
-def _rows_table(trials: list[_Trial]) -> pd.DataFrame:
+def _rows_table(trials: list[TrialRecord]) -> pd.DataFrame:
     extra: dict[str, None] = {}
     for t in trials:
         for row in t.rows:
@@ -192,150 +187,53 @@ def _search(root: Path) -> list[Path]:
     return found
 
 
-# --- reading one experiment ------------------------------------------------------------------
+# --- reading experiments -------------------------------------------------------------------
 
 
-def _collect(paths: PathLike | Iterable[PathLike]) -> list[_Trial]:
-    trials = []
-    for exp in find_experiments(paths):
-        trials.extend(_read_experiment(exp))
-    return trials
-
-
-def _read_experiment(exp: Path) -> list[_Trial]:
-    state = _read_state(exp)
-    trials = []
-    seen: set[Path] = set()
-    for entry in state:
-        trial_dir = exp / entry["relative_logdir"]
-        seen.add(trial_dir)
-        trials.append(_read_trial(exp, trial_dir, entry))
-    # Trials the newest state snapshot does not know yet (the driver died before writing it).
-    for trial_dir in sorted(p for p in exp.iterdir() if p.is_dir() and p not in seen):
-        if (trial_dir / "params.json").is_file() or (trial_dir / "result.json").is_file():
-            trials.append(_read_trial(exp, trial_dir, None))
-    return sorted(trials, key=lambda t: t.trial_id)
-
-
-def _read_state(exp: Path) -> list[dict]:
-    """Trial entries of the newest experiment_state file (Tune's own choice: max by name)."""
-    newest = max(exp.glob(STATE_GLOB))
-    try:
-        data = json.loads(newest.read_text())
-        state_mtime = newest.stat().st_mtime
-        entries = []
-        # Each entry is [trial JSON, run-metadata JSON]; the metadata is not needed here.
-        for trial_json, _run_metadata in data["trial_data"]:
-            trial = json.loads(trial_json)
-            entries.append(
-                {
-                    "trial_id": trial["trial_id"],
-                    "status": trial["status"],
-                    "relative_logdir": trial["relative_logdir"],
-                    "config": trial.get("config") or {},
-                    "state_mtime": state_mtime,
-                }
-            )
-        return entries
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        warnings.warn(
-            f"{newest}: unreadable experiment state ({exc}); statuses come from trial dirs",
-            stacklevel=2,
-        )
-        return []
-
-
-def _read_trial(exp: Path, trial_dir: Path, entry: dict | None) -> _Trial:
-    config = _read_json(trial_dir / "params.json")
-    if config is None:
-        config = dict(entry["config"]) if entry else {}
-    rows = _read_finetune_rows(trial_dir / "result.json")
-    error = _read_error(trial_dir)
-    if entry is not None:
-        trial_id = entry["trial_id"]
-        status = STATUS.get(entry["status"], "pending")
-        if status == "pending" and rows:
-            status = "running"  # the state snapshot predates the trial's first report
-        if status in ("running", "pending") and _crashed_since(trial_dir, entry["state_mtime"]):
-            status = "errored"
-    else:
-        trial_id = _trial_id_from_dir(trial_dir)
-        status = _status_without_state(trial_dir, config, rows)
-    return _Trial(trial_id, status, exp, trial_dir, config, rows, error)
-
-
-def _crashed_since(trial_dir: Path, state_mtime: float) -> bool:
-    """An error file newer than the state snapshot and than the last result: a crash the
-    snapshot missed (e.g. the driver was killed right after). A retried trial that reported
-    again after its error is not counted."""
-    error = _mtime(trial_dir / "error.txt")
-    return error > state_mtime and error >= _mtime(trial_dir / "result.json")
-
-
-def _mtime(path: Path) -> float:
-    try:
-        return path.stat().st_mtime
-    except OSError:
-        return -math.inf
-
-
-def _status_without_state(trial_dir: Path, config: dict, rows: list[dict]) -> str:
-    if (trial_dir / "error.txt").is_file() or (trial_dir / "error.pkl").is_file():
-        return "errored"
-    planned = config.get("finetune_epochs")
-    epochs = [r.get("epoch") for r in rows if isinstance(r.get("epoch"), (int, float))]
-    if isinstance(planned, int) and epochs and max(epochs) >= planned:
-        return "finished"
-    return "running" if rows else "pending"
-
-
-def _read_finetune_rows(path: Path) -> list[dict]:
-    """Fine-tuning rows of a result.json, the last one per epoch, sorted by epoch."""
-    if not path.is_file():
-        return []
-    by_epoch: dict = {}
-    bad = 0
-    with path.open() as fh:
-        for line in fh:
-            if not line.strip():
-                continue
+def _collect(paths: PathLike | Iterable[PathLike], progress: bool | None = None) -> list[TrialRecord]:
+    raw = _as_list(paths)
+    with ExitStack() as stack:
+        # (experiment dir, (local root, URI) when it was copied from a remote URI)
+        exps: list[tuple[Path, tuple[str, str] | None]] = []
+        local = [p for p in raw if not is_uri(p)]
+        if local:
+            exps += [(exp, None) for exp in find_experiments(local)]
+        for uri in (p for p in raw if is_uri(p)):
+            tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="analysis-")))
+            download_small_files(uri, tmp)
             try:
-                row = json.loads(line)
-            except ValueError:
-                bad += 1  # a line cut short by a killed process
-                continue
-            if isinstance(row, dict) and row.get("phase") == "finetune":
-                by_epoch.pop(row.get("epoch"), None)
-                by_epoch[row.get("epoch")] = row
-    if bad:
-        warnings.warn(f"{path}: skipped {bad} unreadable line(s)", stacklevel=2)
-    return sorted(by_epoch.values(), key=lambda r: _epoch_key(r.get("epoch")))
+                found = find_experiments(tmp)
+            except FileNotFoundError:
+                raise FileNotFoundError(
+                    f"{uri} holds no Ray Tune experiment (no experiment_state-*.json beneath it)"
+                ) from None
+            exps += [(exp, (str(tmp.resolve()), str(uri).rstrip("/"))) for exp in found]
+        tasks = [(exp, remote, d, e) for exp, remote in exps for d, e in plan_experiment(exp)]
+        trials = [read_trial(exp, d, e) for exp, _, d, e in _progress(tasks, progress)]
+        for (_, remote, _, _), t in zip(tasks, trials, strict=True):
+            if remote is not None:
+                t.experiment = str(t.experiment).replace(remote[0], remote[1], 1)
+                t.trial_dir = str(t.trial_dir).replace(remote[0], remote[1], 1)
+    # Within an experiment, trials in trial_id order; experiments in the order found.
+    order = {}
+    for exp, _, _, _ in tasks:
+        order.setdefault(exp, len(order))
+    keyed = sorted(
+        zip(tasks, trials, strict=True), key=lambda tt: (order[tt[0][0]], tt[1].trial_id)
+    )
+    return [t for _, t in keyed]
 
 
-def _epoch_key(epoch: object) -> float:
-    return float(epoch) if isinstance(epoch, (int, float)) else float("inf")
+def _progress(tasks: list, progress: bool | None) -> Iterable:
+    if progress is False or (progress is None and len(tasks) < PROGRESS_MIN_TRIALS):
+        return tasks
+    from tqdm import tqdm
 
-
-def _read_json(path: Path) -> dict | None:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def _read_error(trial_dir: Path) -> str | None:
-    try:
-        lines = [ln.strip() for ln in (trial_dir / "error.txt").read_text().splitlines()]
-    except OSError:
-        return None
-    lines = [ln for ln in lines if ln]
-    return lines[-1] if lines else "error"
-
-
-def _trial_id_from_dir(trial_dir: Path) -> str:
-    match = _TRIAL_ID_IN_DIRNAME.search(trial_dir.name)
-    return match.group(1) if match else trial_dir.name
+    # disable=None: shown only when stderr is a terminal, unless progress=True forces it.
+    return tqdm(
+        tasks, desc="reading trials", unit="trial", file=sys.stderr,
+        disable=None if progress is None else False, leave=False,
+    )
 
 
 # --- tables ----------------------------------------------------------------------------------
@@ -357,7 +255,7 @@ def _flatten(config: dict, prefix: str = "") -> dict:
     return out
 
 
-def _meta(t: _Trial) -> dict:
+def _meta(t: TrialRecord) -> dict:
     return {
         "trial_id": t.trial_id,
         "status": t.status,
@@ -367,7 +265,7 @@ def _meta(t: _Trial) -> dict:
 
 
 def _frame(
-    records: list[dict], trials: list[_Trial], tail: list[str], extra_reserved: Iterable[str] = ()
+    records: list[dict], trials: list[TrialRecord], tail: list[str], extra_reserved: Iterable[str] = ()
 ) -> pd.DataFrame:
     """DataFrame with config columns first (first-seen order), then ``tail`` columns."""
     config_cols: dict[str, None] = {}

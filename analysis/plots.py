@@ -1,13 +1,20 @@
-"""The papers' ID-vs-OOD scatter: transformed axes labelled in percent, one colour per group.
+"""The report's figures, sized for one paper column (3.3 in) and saved as PNG and PDF.
 
-Uses matplotlib's object API with the Agg canvas (no pyplot, no global backend switch), so it
-is safe to call from servers and tests. Scores in the input are fractions; axes show percent.
+- ``scatter_plot``: OOD vs ID macro-F1 on probit (or logit/linear) axes labelled in percent,
+  y = x, each group's points with its fitted line and shaded 95% bootstrap band, baselines
+  from a file drawn as lines alone.
+- ``residual_plot``: residual (percentage points) against fine-tuning epoch, one line per
+  architecture (paper Fig. 3).
+- ``er_bar_plot``: mean effective robustness per group (percentage points) with 95% CIs.
+
+Colours come from ``analysis.groups.group_colors``, so a group looks the same in every figure.
+Uses matplotlib's object API with the Agg canvas (no pyplot, no global backend switch), so it is
+safe from servers and tests. Inputs are fractions; axes show percent / percentage points.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -17,53 +24,34 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+# Re-exported: callers of the first version import these from here.
+from analysis.groups import (
+    BASELINE_COLOR,
+    FULL_COLOR,
+    SCRATCH_COLOR,
+    group_colors,
+    group_sort_key,
+    ordered_groups,
+)
+
 # Aliased: scatter_plot takes a parameter named ``transform``.
 from analysis.transforms import check_transform
 from analysis.transforms import inverse as _inverse
 from analysis.transforms import transform as _transform
 from analysis.trends import Trend
 
-BASELINE_COLOR = "tab:blue"  # the papers' from-scratch line
-FULL_COLOR = "tab:cyan"  # the papers' full-ImageNet line
+__all__ = [
+    "BASELINE_COLOR", "FULL_COLOR", "SCRATCH_COLOR", "er_bar_plot", "group_colors",
+    "group_sort_key", "ordered_groups", "percent_ticks", "residual_plot", "scatter_plot",
+]
+COLUMN_WIDTH_IN = 3.3
+FONT = {"label": 8, "tick": 7, "legend": 6.5}
 _TICKS_PERCENT = (
     0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95, 98, 99, 99.5, 99.8, 99.9
 )
 _TICKS_PREFERRED = (0.1, 1, 2, 5, 10, 20, 30, 50, 70, 90, 95, 99, 99.9)
+_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "h")
 Band = tuple[np.ndarray, np.ndarray, np.ndarray]
-
-
-def group_sort_key(label: object) -> tuple:
-    """Sort "quantity=5000" before "quantity=25000": by prefix, then numeric value, then text."""
-    text = str(label)
-    prefix, _, rest = text.partition("=")
-    try:
-        number = float(rest) if rest else -math.inf
-    except ValueError:
-        number = math.inf
-    return (prefix, number, text)
-
-
-def ordered_groups(groups: Iterable, baseline: str = "scratch") -> list[str]:
-    """Groups as strings in display order: the baseline, then "full", then ``group_sort_key``."""
-    rank = {str(baseline): 0, "full": 1}
-    return sorted({str(g) for g in groups}, key=lambda g: (rank.get(g, 2), group_sort_key(g)))
-
-
-def group_colors(groups: list, baseline: str = "scratch") -> dict:
-    """A fixed colour per group: the baseline blue, "full" cyan, the rest from tab10/tab20."""
-    palette = [c for i, c in enumerate(colormaps["tab10"].colors) if i not in (0, 9)]
-    # then the light shades of tab20, again without the blues and cyans
-    palette += [c for i, c in enumerate(colormaps["tab20"].colors) if i % 2 and i not in (1, 19)]
-    colors, k = {}, 0
-    for g in sorted(groups, key=group_sort_key):
-        if str(g) == str(baseline):
-            colors[g] = BASELINE_COLOR
-        elif str(g) == "full":
-            colors[g] = FULL_COLOR
-        else:
-            colors[g] = palette[k % len(palette)]
-            k += 1
-    return colors
 
 
 def percent_ticks(lo: float, hi: float, transform_name: str) -> tuple[np.ndarray, list[str]]:
@@ -93,6 +81,8 @@ def scatter_plot(
     baseline: str = "scratch",
     bands: Mapping[str, Band] | None = None,
     title: str | None = None,
+    colors: Mapping[str, object] | None = None,
+    file_trends: Mapping[str, Trend] | None = None,
 ) -> Path:
     """Scatter of OOD vs ID macro-F1 per group with fitted trends; writes PNG and PDF.
 
@@ -101,12 +91,15 @@ def scatter_plot(
         trends: group -> fitted Trend (drawn across the plot); groups without one get points only.
         out_path: the PNG path; the PDF goes next to it with a ``.pdf`` suffix.
         bands: optional group -> (grid, lo, hi) from ``bootstrap_band``, drawn as shaded bands.
+        colors: group -> colour (``group_colors`` of every group by default).
+        file_trends: name -> Trend given as parameters (``analysis.baselines``), drawn as a
+            dash-dot line with no points and no band; the legend says "(given)".
     Returns:
         The PNG path.
     """
     check_transform(transform)
-    png = Path(out_path).with_suffix(".png")
-    png.parent.mkdir(parents=True, exist_ok=True)
+    png = _png_path(out_path)
+    file_trends = dict(file_trends or {})
     tx = _t(points_df["id_f1"], transform)
     ty = _t(points_df["ood_f1"], transform)
     ok = np.isfinite(tx) & np.isfinite(ty)
@@ -114,28 +107,39 @@ def scatter_plot(
         raise ValueError("no point with finite transformed ID and OOD scores to plot")
     xlim, ylim = _limits(tx[ok]), _limits(ty[ok])
     groups = ordered_groups(points_df.loc[ok, group_col].astype(str).unique(), baseline)
-    colors = group_colors(groups + [g for g in trends if g not in groups], baseline)
+    if colors is None:
+        colors = group_colors(groups + [g for g in [*trends, *file_trends] if g not in groups],
+                              baseline)
 
-    fig = Figure(figsize=(3.4, 2.8), dpi=200)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
+    fig, ax = _figure(2.5)
     diag = np.array([min(xlim[0], ylim[0]), max(xlim[1], ylim[1])])
-    ax.plot(diag, diag, ls="--", lw=0.8, color="0.25", zorder=1)
+    ax.plot(diag, diag, ls="--", lw=0.7, color="0.35", zorder=1)
     labels = points_df[group_col].astype(str).to_numpy()
     xs = np.linspace(*xlim, 200)
+    alpha = 0.8 if ok.sum() <= 300 else 0.55  # crowded plots: let overlapping points show
+    handles, names = [], []
     for g in groups:
         color, mask = colors[g], ok & (labels == g)
         if bands and g in bands:
             grid, lo, hi = bands[g]
             ax.fill_between(
-                _t(grid, transform), _t(lo, transform),
-                _t(hi, transform), color=color, alpha=0.15, lw=0, zorder=2,
+                _t(grid, transform), _t(lo, transform), _t(hi, transform),
+                color=color, alpha=0.18, lw=0, zorder=2,
             )
-        ax.scatter(tx[mask], ty[mask], s=9, color=color, alpha=0.85, lw=0, zorder=3, label=g)
+        ax.scatter(tx[mask], ty[mask], s=7, color=color, alpha=alpha, lw=0, zorder=3)
+        lw = 1.5 if g == baseline else 1.0
         if g in trends:
-            t = trends[g]
-            lw = 1.6 if g == baseline else 1.1
-            ax.plot(xs, t.intercept + t.slope * xs, color=color, lw=lw, zorder=4)
+            ax.plot(xs, _line(trends[g], xs, transform), color=color, lw=lw, zorder=4)
+        handles.append(Line2D([], [], color=color, lw=lw if g in trends else 0, marker="o",
+                              ms=3, mew=0))
+        names.append(g)
+    for name, t in file_trends.items():
+        color = colors.get(name, "0.2")
+        ax.plot(xs, _line(t, xs, transform), color=color, lw=1.5, ls="-.", zorder=4)
+        handles.append(Line2D([], [], color=color, lw=1.5, ls="-."))
+        names.append(f"{name} (given)")
+    handles.append(Line2D([], [], ls="--", lw=0.7, color="0.35"))
+    names.append("y = x")
     ax.set_xlim(xlim)
     ax.set_ylim(ylim)
     for axis, lim in ((ax.xaxis, xlim), (ax.yaxis, ylim)):
@@ -143,23 +147,165 @@ def scatter_plot(
         axis.set_major_locator(ticker.FixedLocator(pos))
         axis.set_major_formatter(ticker.FixedFormatter(text))
         axis.set_minor_locator(ticker.NullLocator())
-    ax.tick_params(labelsize=7)
-    ax.grid(alpha=0.25, lw=0.5)
-    ax.set_xlabel("ID macro-F1 (%)", fontsize=8)
-    ax.set_ylabel("OOD macro-F1 (%)", fontsize=8)
-    if title:
-        ax.set_title(title, fontsize=8)
-    handles, names = ax.get_legend_handles_labels()
-    handles.append(Line2D([], [], ls="--", lw=0.8, color="0.25"))
-    names.append("y = x")
-    ncol = 1 + len(names) // 16
-    ax.legend(
-        handles, names, loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=7, frameon=False,
-        ncol=ncol, handletextpad=0.3, borderaxespad=0.0, markerscale=1.5,
-    )
-    fig.savefig(png, bbox_inches="tight")
-    fig.savefig(png.with_suffix(".pdf"), bbox_inches="tight")
+    scale = "" if transform == "linear" else f", {transform} scale"
+    ax.set_xlabel(f"ID macro-F1 (%{scale})", fontsize=FONT["label"])
+    ax.set_ylabel(f"OOD macro-F1 (%{scale})", fontsize=FONT["label"])
+    _finish(fig, ax, handles, names, title, png)
     return png
+
+
+def residual_plot(
+    residuals: pd.DataFrame,
+    out_path: str | Path,
+    trend_label: str = "full",
+    by_label: str = "architecture",
+    title: str | None = None,
+) -> Path:
+    """Residual vs fine-tuning epoch, one line per architecture; writes PNG and PDF.
+
+    Args:
+        residuals: ``analysis.residuals.epoch_residuals`` output (fractions): columns ``arch``,
+            ``epoch``, ``mean``, ``std``, ``n``. Drawn in percentage points: the mean as a line
+            with markers, +-1 standard deviation as error bars where ``n > 1`` (then lines are
+            shifted slightly along x so the bars stay apart).
+        trend_label: name of the trend the residuals are taken against (for the axis label).
+        by_label: what the lines are (legend title).
+    Returns:
+        The PNG path.
+    """
+    if residuals.empty:
+        raise ValueError("no residuals to plot (no finite point against the baseline trend)")
+    png = _png_path(out_path)
+    fig, ax = _figure(2.2)
+    ax.axhline(0, color="0.35", lw=0.7, ls="--", zorder=1)
+    archs = sorted(residuals["arch"].astype(str).unique())
+    arch_colors = colormaps["Dark2"].colors
+    spread = bool((residuals["n"] > 1).any()) and len(archs) > 1
+    handles, names = [], []
+    for i, arch in enumerate(archs):
+        sub = residuals[residuals["arch"].astype(str) == arch].sort_values("epoch")
+        color, marker = arch_colors[i % len(arch_colors)], _MARKERS[i % len(_MARKERS)]
+        # Lines side by side within an epoch, so their error bars do not hide each other.
+        dodge = 0.1 * (i - (len(archs) - 1) / 2) if spread else 0.0
+        x = sub["epoch"].to_numpy(float) + dodge
+        m, sd = 100 * sub["mean"].to_numpy(float), 100 * sub["std"].to_numpy(float)
+        ax.plot(x, m, color=color, lw=1.0, marker=marker, ms=3.5, mew=0, zorder=3)
+        if (sub["n"] > 1).any():
+            ax.errorbar(x, m, yerr=sd, fmt="none", ecolor=color, elinewidth=0.6, alpha=0.7,
+                        capsize=0, zorder=2)
+        handles.append(Line2D([], [], color=color, lw=1.0, marker=marker, ms=3.5, mew=0))
+        names.append(arch)
+    epochs = np.sort(residuals["epoch"].unique())
+    ax.xaxis.set_major_locator(ticker.MaxNLocator(nbins=min(12, len(epochs)), integer=True))
+    pad = 0.4
+    ax.set_xlim(float(epochs.min()) - pad, float(epochs.max()) + pad)
+    lim = max(1.0, float(np.nanmax(np.abs(
+        100 * np.concatenate([residuals["mean"] - residuals["std"],
+                              residuals["mean"] + residuals["std"]]))))) * 1.15
+    ax.set_ylim(-lim, lim)  # symmetric about 0: the check is whether residuals hover around it
+    ax.set_xlabel("fine-tuning epoch", fontsize=FONT["label"])
+    ax.set_ylabel(f"OOD residual vs {trend_label} (pp)", fontsize=FONT["label"])
+    _finish(fig, ax, handles, names, title, png, legend_title=by_label)
+    return png
+
+
+def er_bar_plot(
+    summary: pd.DataFrame,
+    out_path: str | Path,
+    colors: Mapping[str, object] | None = None,
+    baseline: str = "scratch",
+    title: str | None = None,
+) -> Path:
+    """Horizontal bars of each group's mean ER with its 95% CI; writes PNG and PDF.
+
+    Args:
+        summary: ``analysis.summary.summarize_groups`` output (fractions): ``group``,
+            ``mean_er``, ``er_ci_lo``, ``er_ci_hi``; rows without a finite ``mean_er`` (file
+            baselines, groups without scores) are skipped. Drawn in percentage points; the
+            baseline's own bar sits at about 0 and is hatched.
+        colors: group -> colour (``group_colors`` of the rows by default).
+    Returns:
+        The PNG path.
+    """
+    rows = summary[np.isfinite(summary["mean_er"].astype(float))]
+    if rows.empty:
+        raise ValueError("no group has a mean ER to plot (no baseline trend?)")
+    png = _png_path(out_path)
+    groups = [str(g) for g in rows["group"]]
+    if colors is None:
+        colors = group_colors(groups, baseline)
+    height = 0.9 + 0.2 * len(groups)
+    fig, ax = _figure(height)
+    y = np.arange(len(groups))[::-1]  # first group on top
+    m = 100 * rows["mean_er"].to_numpy(float)
+    lo = 100 * rows["er_ci_lo"].to_numpy(float)
+    hi = 100 * rows["er_ci_hi"].to_numpy(float)
+    err = np.vstack([np.clip(m - lo, 0, None), np.clip(hi - m, 0, None)])
+    bar_colors = [colors.get(g, "0.5") for g in groups]
+    bars = ax.barh(y, m, height=0.7, color=bar_colors, edgecolor="0.2", lw=0.4, zorder=2)
+    for bar, g in zip(bars, groups, strict=True):
+        if g == baseline:
+            bar.set_hatch("////")
+            bar.set_alpha(0.6)
+    ax.errorbar(m, y, xerr=err, fmt="none", ecolor="0.1", elinewidth=0.8, capsize=2, zorder=3)
+    ax.axvline(0, color="0.35", lw=0.7, zorder=1)
+    ax.set_yticks(y)
+    ax.set_yticklabels(groups)
+    ax.set_ylim(-0.6, len(groups) - 0.4)
+    span = np.nanmax(np.abs(np.concatenate([lo, hi, m])))
+    ax.set_xlim(min(0, np.nanmin(lo)) - 0.08 * span, max(0, np.nanmax(hi)) + 0.08 * span)
+    ax.set_xlabel(f"mean effective robustness vs {baseline} (pp)", fontsize=FONT["label"])
+    ax.grid(axis="y", visible=False)
+    _finish(fig, ax, [], [], title, png)
+    return png
+
+
+# --- shared layout ---------------------------------------------------------------------------
+
+
+def _figure(axes_height_in: float) -> tuple[Figure, object]:
+    fig = Figure(figsize=(COLUMN_WIDTH_IN, axes_height_in), dpi=300)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    ax.tick_params(labelsize=FONT["tick"], length=2.5, pad=2)
+    ax.grid(alpha=0.25, lw=0.5)
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
+    return fig, ax
+
+
+def _finish(
+    fig: Figure, ax: object, handles: list, names: list, title: str | None, png: Path,
+    legend_title: str | None = None,
+) -> None:
+    """Legend below the axes (never over the data), title, and both files."""
+    if title:
+        ax.set_title(title, fontsize=FONT["label"])
+    if handles:
+        longest = max(len(n) for n in names)
+        ncol = 3 if longest <= 14 else 2 if longest <= 24 else 1
+        leg = ax.legend(
+            handles, names, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=ncol,
+            fontsize=FONT["legend"], frameon=False, handlelength=2.4, handletextpad=0.4,
+            columnspacing=1.0, borderaxespad=0.0, title=legend_title,
+            title_fontsize=FONT["legend"],
+        )
+        leg._legend_box.align = "left"
+    fig.savefig(png, bbox_inches="tight", pad_inches=0.02)
+    fig.savefig(png.with_suffix(".pdf"), bbox_inches="tight", pad_inches=0.02)
+
+
+def _png_path(out_path: str | Path) -> Path:
+    png = Path(out_path).with_suffix(".png")
+    png.parent.mkdir(parents=True, exist_ok=True)
+    return png
+
+
+def _line(trend: Trend, xs: np.ndarray, plot_transform: str) -> np.ndarray:
+    """A trend across plot-space x positions, in plot space (the trend may use another
+    transform, e.g. a published probit line on logit axes)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return _t(trend.predict(_inverse(xs, plot_transform)), plot_transform)
 
 
 def _t(scores: object, name: str) -> np.ndarray:

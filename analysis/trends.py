@@ -87,7 +87,9 @@ def fit_trend(id_scores: ArrayLike, ood_scores: ArrayLike, transform: str = "pro
         raise ValueError(f"a trend needs at least 2 usable points; got {tx.size}")
     if np.all(tx == tx[0]):
         raise ValueError("a trend needs at least 2 distinct ID scores; all are equal")
-    from scipy import stats  # imported here: scipy.stats is slow to import, and only fits need it
+    from scipy import (
+        stats,  # imported here: scipy.stats is slow to import, and only fits need it
+    )
 
     res = stats.linregress(tx, ty)
     return Trend(
@@ -162,3 +164,30 @@ def _finite_transform(scores: np.ndarray, name: str) -> np.ndarray:
         return _transform(scores, name)
     eps = 1e-9
     return _transform(np.clip(scores, eps, 1 - eps), name)
+
+
+def bootstrap_mean_ci(
+    values: ArrayLike, n_boot: int = 1000, seed: int = 0, level: float = 0.95
+) -> tuple[float, float]:
+    """Percentile bootstrap CI of the mean of ``values`` (same units as ``values``).
+
+    Resamples the values with replacement ``n_boot`` times (one numpy call, no loop) and
+    returns the ``(1-level)/2`` and ``(1+level)/2`` percentiles of the resampled means. NaNs
+    are ignored; with no value the CI is (nan, nan), with one it is that value twice.
+    Reproducible for a given ``seed``.
+    """
+    v = np.asarray(values, dtype=float).reshape(-1)
+    v = v[np.isfinite(v)]
+    if n_boot < 1:
+        raise ValueError(f"n_boot must be at least 1; got {n_boot}")
+    if v.size == 0:
+        return (float("nan"), float("nan"))
+    rng = np.random.default_rng(seed)
+    means = np.empty(n_boot)
+    step = max(1, _BOOT_CHUNK // v.size)
+    for start in range(0, n_boot, step):
+        stop = min(n_boot, start + step)
+        means[start:stop] = v[rng.integers(0, v.size, size=(stop - start, v.size))].mean(axis=1)
+    tail = 100 * (1 - level) / 2
+    lo, hi = np.percentile(means, [tail, 100 - tail])
+    return (float(lo), float(hi))

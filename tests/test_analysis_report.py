@@ -1,6 +1,7 @@
 """End to end: a real (tiny) Ray Tune experiment on disk -> analysis.ingest -> analysis.report.
 
-One module-scoped Tune run (~15 s) feeds every test; tests that alter the files work on copies.
+One Tune run per session (~15 s, ``demo_sweep``; other analysis test modules reuse it) feeds
+every test; tests that alter the files work on copies.
 """
 
 import json
@@ -30,9 +31,23 @@ ARCHS = ("resnet18", "mobilenet_v3_small")
 N_OK = len(GROUPS) * len(ARCHS)
 
 
+_DEMO: dict = {}
+
+
 @pytest.fixture(scope="module")
 def sweep_dir(tmp_path_factory):
     """<storage>/demo/exp-000: 8 finished trials (4 groups x 2 archs) and 1 errored trial."""
+    return demo_sweep(tmp_path_factory)
+
+
+def demo_sweep(tmp_path_factory):
+    """The session's demo sweep dir, made by a real local Tune run on first use."""
+    if "dir" not in _DEMO:
+        _DEMO["dir"] = _run_demo_sweep(tmp_path_factory)
+    return _DEMO["dir"]
+
+
+def _run_demo_sweep(tmp_path_factory):
     ray = pytest.importorskip("ray")
     from ray import tune
     from ray.tune.search import BasicVariantGenerator
@@ -50,6 +65,7 @@ def sweep_dir(tmp_path_factory):
         for epoch in range(1, config["pretrain_epochs"] + 1):
             tune.report({"phase": "pretrain", "epoch": epoch, "train_loss": 2.0 / epoch})
         base = 0.25 + (0.1 if config["arch"] == "resnet18" else 0.0)
+        scratch = config["intervention"] == "scratch"
         for epoch in range(1, config["finetune_epochs"] + 1):
             if config["intervention"] == "crash" and epoch == 2:
                 raise RuntimeError("simulated crash in epoch 2")
@@ -61,6 +77,8 @@ def sweep_dir(tmp_path_factory):
                     "phase": "finetune", "epoch": epoch, "id_f1": id_f1, "ood_f1": ood_f1,
                     "id_acc": id_f1 + 0.1, "ood_acc": ood_f1 + 0.1, "train_loss": 1.0 / epoch,
                     "images_per_s": 1000.0, "id_val_f1": id_f1 - 0.01, "ood_val_f1": ood_f1 - 0.01,
+                    "subset_images": 0 if scratch else (config["value"] or 50000),
+                    "subset_classes": 0 if scratch else 10,
                 }
             )
 
@@ -281,7 +299,7 @@ def test_write_report(sweep_dir, tmp_path, capsys):
     points = pd.read_csv(out / "points.csv")
     assert len(points) == N_OK * EPOCHS + 1 and "er" in points.columns and "group" in points.columns
     trends = pd.read_csv(out / "trends.csv")
-    assert list(trends.columns) == TREND_COLUMNS
+    assert list(trends.columns) == [*TREND_COLUMNS, "subset_images", "subset_classes"]
     assert set(trends["group"]) == {"scratch", "full", "quantity=1000", "quantity=25000"}
     assert (trends["n"] == len(ARCHS) * EPOCHS).all()  # the errored trial is not in any fit
     er = trends.set_index("group")["mean_er"]
@@ -326,7 +344,7 @@ def test_load_tables_is_one_pass_of_both(sweep_dir):
 def run_cli(*args):
     return subprocess.run(
         [sys.executable, "-m", "analysis", *map(str, args)],
-        cwd=REPO, capture_output=True, text=True, timeout=120,
+        cwd=REPO, capture_output=True, text=True, timeout=120, check=False,
     )
 
 

@@ -115,3 +115,74 @@ def test_bootstrap_band_narrows_with_more_points():
     _, lo1, hi1 = bootstrap_band(x1, y1, grid=grid)
     _, lo2, hi2 = bootstrap_band(x2, y2, grid=grid)
     assert np.mean(hi2 - lo2) < np.mean(hi1 - lo1)
+
+
+def test_bootstrap_mean_ci_matches_a_loop_and_is_reproducible():
+    from analysis.trends import bootstrap_mean_ci
+
+    v = np.random.default_rng(4).normal(0.03, 0.02, 50)
+    lo, hi = bootstrap_mean_ci(v, n_boot=500, seed=3)
+    idx = np.random.default_rng(3).integers(0, v.size, size=(500, v.size))
+    ref = np.percentile([v[i].mean() for i in idx], [2.5, 97.5])
+    assert (lo, hi) == pytest.approx(tuple(ref), rel=1e-12)
+    assert lo < v.mean() < hi
+    assert bootstrap_mean_ci(v, n_boot=500, seed=3) == (lo, hi)
+    big = np.random.default_rng(4).normal(0.03, 0.02, 2000)
+    lo2, hi2 = bootstrap_mean_ci(big, n_boot=500, seed=3)
+    assert hi2 - lo2 < (hi - lo) / 3  # ~ 1/sqrt(n)
+    assert np.isnan(bootstrap_mean_ci([np.nan])[0])
+    assert bootstrap_mean_ci([0.1]) == (0.1, 0.1)
+
+
+def test_group_summary_against_independent_computation():
+    import pandas as pd
+
+    from analysis.summary import TREND_COLUMNS, fit_groups, summarize_groups
+    from analysis.trends import bootstrap_mean_ci
+
+    xs, ys = points(30, seed=5)
+    xb, yb = points(30, seed=6)
+    yb = stats.norm.cdf(stats.norm.ppf(yb) + 0.3)  # a more robust group
+    df = pd.DataFrame({
+        "id_f1": np.r_[xs, xb], "ood_f1": np.r_[ys, yb],
+        "group": ["scratch"] * 30 + ["full"] * 30, "trial_id": [f"t{i // 3}" for i in range(60)],
+    })
+    trends = fit_groups(df, "probit")
+    table = summarize_groups(df, trends, trends["scratch"], seed=0).set_index("group")
+    assert list(table.reset_index().columns) == TREND_COLUMNS
+    assert list(table.index) == ["scratch", "full"]
+    ref = stats.linregress(stats.norm.ppf(xb), stats.norm.ppf(yb))
+    row = table.loc["full"]
+    assert row["slope"] == pytest.approx(ref.slope) and row["r2"] == pytest.approx(ref.rvalue**2)
+    assert row["intercept"] == pytest.approx(ref.intercept) and row["n"] == 30
+    er = yb - stats.norm.cdf(trends["scratch"].intercept + trends["scratch"].slope * stats.norm.ppf(xb))
+    assert row["mean_er"] == pytest.approx(er.mean())
+    assert (row["er_ci_lo"], row["er_ci_hi"]) == pytest.approx(bootstrap_mean_ci(er, seed=1))
+    assert row["er_ci_lo"] > 0.05 and row["n_trials"] == 10
+    assert abs(table.loc["scratch", "mean_er"]) < 0.01
+    no_base = summarize_groups(df, trends, None)
+    assert no_base["mean_er"].isna().all() and no_base["er_ci_lo"].isna().all()
+
+
+def test_epoch_residuals_per_architecture():
+    import pandas as pd
+
+    from analysis.residuals import epoch_residuals, residual_baseline
+
+    trend = Trend(slope=1.0, intercept=-0.5, r2=1.0, n=10, transform="probit")
+    rows = []
+    for arch, offset in (("resnet18", 0.02), ("alexnet", -0.01)):
+        for seed in range(3):
+            for epoch in range(1, 13):
+                x = 0.3 + 0.03 * epoch
+                rows.append({"arch": arch, "epoch": epoch, "id_f1": x,
+                             "ood_f1": float(trend.predict(x)) + offset + 0.001 * seed})
+    res = epoch_residuals(pd.DataFrame(rows), trend)
+    assert len(res) == 24 and set(res["n"]) == {3}
+    r18 = res[res["arch"] == "resnet18"]
+    np.testing.assert_allclose(r18["mean"], 0.021, atol=1e-12)
+    np.testing.assert_allclose(r18["std"], 0.001, atol=1e-12)
+    np.testing.assert_allclose(res[res["arch"] == "alexnet"]["min"], -0.01, atol=1e-12)
+    assert residual_baseline({"scratch": trend, "full": trend}, "scratch") == "full"
+    assert residual_baseline({"scratch": trend}, "scratch") == "scratch"
+    assert residual_baseline({}, "scratch") is None
