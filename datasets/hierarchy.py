@@ -1,12 +1,11 @@
 """WordNet label hierarchies for ImageNet-like sources (wnids such as ``n01440764``).
 
-``wordnet()`` gives an offline nltk WordNet 3.0 reader: nltk's own data if it has one,
-else the system WordNet (Debian's ``wordnet-base`` + ``wordnet-sense-index``), copied
-once into a cache laid out as an nltk data directory. ``imagenet_superclasses`` contracts
-labels along WordNet as in PAPER.md section 4 item 2 (5/17/37/85/232 classes at depth
-2/4/5/6/7 for ImageNet-1k). Every walk up the hierarchy breaks ties by the smallest synset
-name, because nltk 3.10 builds hypernym lists from sets, so their order (and "the first
-hypernym") changes with PYTHONHASHSEED.
+``imagenet_superclasses`` contracts labels along WordNet as in PAPER.md section 4 item 2
+(5/17/37/85/232 classes at depth 2/4/5/6/7 for ImageNet-1k). Every walk up the hierarchy
+breaks ties by the smallest synset name, because nltk 3.10 builds hypernym lists from sets,
+so their order (and "the first hypernym") changes with PYTHONHASHSEED. The offline reader
+itself (``wordnet()``, installing WordNet) lives in ``datasets.wordnet_setup`` and is
+re-exported here.
 
 Command line::
 
@@ -18,277 +17,46 @@ from __future__ import annotations
 
 import argparse
 import functools
-import importlib.resources
 import os
 import re
-import shutil
 import sys
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from datasets.wordnet_setup import (  # re-exported: `from datasets.hierarchy import wordnet` is public API
+    SYSTEM_WORDNET_DIR,
+    _first_line,
+    install_wordnet,
+    package_data,
+    system_wordnet_dir,
+    system_wordnet_problem,
+    wordnet,
+    wordnet_origin,
+)
+
 if TYPE_CHECKING:  # nltk is imported lazily: `import datasets` must stay cheap.
-    from nltk.corpus.reader.wordnet import Synset, WordNetCorpusReader
+    from nltk.corpus.reader.wordnet import Synset
 
 __all__ = [
-    "wordnet",
-    "synset_of",
-    "wnid_of",
     "hypernym_path",
-    "is_under",
     "imagenet_superclasses",
     "imagenet_wnids",
     "install_wordnet",
+    "is_under",
+    "is_wnid",
+    "synset_of",
     "system_wordnet_problem",
+    "wnid_of",
+    "wordnet",
 ]
 
-SYSTEM_WORDNET_DIR = "/usr/share/wordnet"  # Debian/Ubuntu wordnet-base; env WORDNET_DIR overrides
-DEFAULT_CACHE_DIR = "~/.cache/robustness_sweeps"  # env SWEEPS_CACHE overrides
-
-# What nltk 3.10's WordNetCorpusReader opens (a copy of its private `_FILES`, so that
-# installing does not have to import nltk; a test keeps the two equal). At construction it reads lexnames, data.adj (satellite scan), index.*, *.exc
-# and index.sense (map_wn() builds a 3.0 -> 3.0 sense map); data.* are read per lookup and
-# cntlist.rev for lemma counts. Debian ships all of these except lexnames.
-_NLTK_WORDNET_FILES = (
-    "cntlist.rev", "lexnames", "index.sense",
-    "index.adj", "index.adv", "index.noun", "index.verb",
-    "data.adj", "data.adv", "data.noun", "data.verb",
-    "adj.exc", "adv.exc", "noun.exc", "verb.exc",
-)
-
-FIX_HINT = (
-    "run `python -m nltk.downloader wordnet` or "
-    "`sudo apt-get install wordnet-base wordnet-sense-index` (or `make install`)"
-)
-
 _WNID_RE = re.compile(r"^n\d{8}$")
-_ORIGIN = "not loaded"  # where wordnet() found its data, for `check`
 
 
-# ----------------------------------------------------------------------------- paths
-
-
-def system_wordnet_dir() -> Path:
-    """Directory of the system WordNet 3.0 database files (env ``WORDNET_DIR``)."""
-    return Path(os.environ.get("WORDNET_DIR") or SYSTEM_WORDNET_DIR).expanduser()
-
-
-def cache_nltk_data_dir() -> Path:
-    """The nltk data directory this module fills from the system WordNet.
-
-    ``$SWEEPS_CACHE/nltk_data`` (default ``~/.cache/robustness_sweeps/nltk_data``).
-    """
-    return Path(os.environ.get("SWEEPS_CACHE") or DEFAULT_CACHE_DIR).expanduser() / "nltk_data"
-
-
-def _package_data(name: str):
-    """A file of this package's ``data/`` folder (works from a wheel or a checkout)."""
-    return importlib.resources.files(__package__ or "datasets").joinpath("data", name)
-
-
-def _wordnet_files() -> tuple[str, ...]:
-    """File names nltk's WordNetCorpusReader needs, lexnames included.
-
-    The static list (checked against nltk's ``_FILES`` by the tests) keeps
-    ``install-wordnet`` from importing nltk, which takes seconds.
-    """
-    reader = sys.modules.get("nltk.corpus.reader.wordnet")
-    files = tuple(getattr(getattr(reader, "WordNetCorpusReader", None), "_FILES", _NLTK_WORDNET_FILES))
-    return files if "lexnames" in files else files + ("lexnames",)
-
-
-def _missing_files(directory: Path, names: Iterable[str]) -> list[str]:
-    return [n for n in names if not (directory / n).is_file()]
-
-
-# ------------------------------------------------------------------- installing WordNet
-
-
-def _read_version(data_adj: Path) -> str | None:
-    """WordNet version from the licence header of ``data.adj`` (what nltk's get_version reads)."""
-    with open(data_adj, encoding="utf-8", errors="replace") as fh:
-        head = fh.read(4096)
-    m = re.search(r"Word[nN]et (\d+\+?|\d+\.\d+) Copyright", head)
-    return m.group(1) if m else None
-
-
-def _copy_atomic(src: Path, dst: Path) -> None:
-    """Copy ``src`` to ``dst`` via a temporary name, so readers never see half a file.
-
-    A copy, not a symlink: nltk 3.10 (pathsec) resolves symlinks and refuses files that
-    resolve outside the corpus root, so links to /usr/share/wordnet would not load.
-    """
-    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
-    os.close(fd)
-    try:
-        shutil.copy2(src, tmp)
-        os.replace(tmp, dst)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def system_wordnet_problem(source: str | os.PathLike[str] | None = None) -> str | None:
-    """Why the system WordNet can't be used (a phrase naming the directory), or None."""
-    src = Path(source).expanduser() if source is not None else system_wordnet_dir()
-    needed = [n for n in _wordnet_files() if n != "lexnames"]
-    missing = _missing_files(src, needed)
-    if len(missing) == len(needed):
-        return f"no system WordNet in {src}"
-    if missing:
-        return f"the system WordNet in {src} is incomplete (missing {', '.join(missing)})"
-    version = _read_version(src / "data.adj")
-    if version != "3.0":
-        return f"{src} holds WordNet {version or '(unknown version)'}, not 3.0"
-    return None
-
-
-def install_wordnet(nltk_data: str | os.PathLike[str], source: str | os.PathLike[str] | None = None) -> list[str]:
-    """Make ``nltk_data/corpora/wordnet`` a WordNet 3.0 corpus nltk can read.
-
-    Copies the system WordNet files (``source``, default :func:`system_wordnet_dir`) and
-    this package's ``lexnames`` (which Debian lacks). Idempotent and safe to run
-    concurrently: files already identical are skipped, others are replaced atomically.
-    Returns the names written (empty when everything was up to date).
-    Raises RuntimeError (one line) when the system WordNet is missing, incomplete or not 3.0.
-    """
-    src = Path(source).expanduser() if source is not None else system_wordnet_dir()
-    problem = system_wordnet_problem(src)
-    if problem:
-        raise RuntimeError(f"{problem}: set WORDNET_DIR to a WordNet 3.0 dict directory, or {FIX_HINT}")
-    needed = [n for n in _wordnet_files() if n != "lexnames"]
-
-    dest = Path(nltk_data).expanduser() / "corpora" / "wordnet"
-    dest.mkdir(parents=True, exist_ok=True)
-    written: list[str] = []
-    for name in needed:
-        s, d = src / name, dest / name
-        ss = s.stat()
-        if d.is_file() and not d.is_symlink():
-            ds = d.stat()
-            # copy2 keeps mtimes, so equal size and mtime means "our earlier copy".
-            if ds.st_size == ss.st_size and int(ds.st_mtime) == int(ss.st_mtime):
-                continue
-        # A symlink (hand-made or from an older install) is replaced too: nltk refuses it.
-        _copy_atomic(s, d)
-        written.append(name)
-
-    lexnames = _package_data("lexnames").read_bytes()
-    d = dest / "lexnames"
-    if d.is_symlink() or not d.is_file() or d.read_bytes() != lexnames:
-        fd, tmp = tempfile.mkstemp(prefix=".lexnames.", suffix=".tmp", dir=dest)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(lexnames)
-        os.replace(tmp, d)
-        written.append("lexnames")
-    return written
-
-
-# ------------------------------------------------------------------------ the reader
-
-
-@functools.cache
-def _reader_class() -> type[WordNetCorpusReader]:
-    """nltk's WordNetCorpusReader without the 3.0 -> 3.0 identity sense map.
-
-    nltk 3.10 calls ``map_wn()`` in the constructor, which compares ``get_version()``
-    ("3.0") with the corpus *name* "wordnet", never matches, and so reads index.sense twice
-    to build an identity map used only by the multilingual (OMW) functions: about 60% of
-    the load time, paid by every Ray trial process. ``None`` is what nltk itself uses for
-    "no mapping needed", so results, OMW included, are unchanged.
-    """
-    from nltk.corpus.reader.wordnet import WordNetCorpusReader
-
-    class WordNet30Reader(WordNetCorpusReader):
-        def map_wn(self, version: str = "wordnet"):
-            if version == "wordnet" and self.get_version() == "3.0":
-                return None
-            return super().map_wn(version)
-
-    return WordNet30Reader
-
-
-def _load_wordnet() -> WordNetCorpusReader:
-    """Uncached :func:`wordnet` (tests call this to probe the search order)."""
-    import nltk
-    from nltk.corpus.reader import CorpusReader
-    from nltk.corpus.util import LazyCorpusLoader
-
-    try:
-        root = nltk.data.find("corpora/wordnet")
-        origin = f"nltk data {root}"
-    except LookupError:
-        origin = _provide_system_wordnet()
-        root = nltk.data.find("corpora/wordnet")
-    # Same construction as nltk.corpus.wordnet, OMW (multilingual) data loaded lazily.
-    omw = LazyCorpusLoader("omw-2.0", CorpusReader, r".*/wn-data-.*\.tab", encoding="utf8")
-    try:
-        wn = _reader_class()(root, omw)
-    except (OSError, LookupError, ValueError, AssertionError) as e:
-        raise RuntimeError(f"WordNet at {root} could not be read ({_first_line(e)}): {FIX_HINT}") from None
-    version = wn.get_version()
-    if version != "3.0":
-        raise RuntimeError(
-            f"nltk's corpora/wordnet at {root} is WordNet {version}, the label hierarchies need 3.0: "
-            f"remove it and {FIX_HINT}"
-        )
-    global _ORIGIN
-    _ORIGIN = origin
-    return wn
-
-
-def _provide_system_wordnet() -> str:
-    """Put the system WordNet into the cache's nltk data dir and register that dir.
-
-    Registering it on ``nltk.data.path`` is required: nltk 3.10's pathsec lets corpus
-    readers open only files under nltk's data roots (and stock ``nltk.corpus.wordnet``,
-    whose map_wn() looks "corpora/wordnet" up by name, then works in this process too).
-    Returns where the data came from; raises the one-line RuntimeError when nothing fits.
-    """
-    import nltk
-
-    base = cache_nltk_data_dir()
-    cached = base / "corpora" / "wordnet"
-    problem = system_wordnet_problem()
-    if problem is None:
-        try:
-            install_wordnet(base)
-        except OSError as e:
-            raise RuntimeError(
-                f"cannot write the WordNet cache {cached} ({e.strerror or e}): set SWEEPS_CACHE to a "
-                f"writable directory, or {FIX_HINT}"
-            ) from None
-        origin = f"system WordNet {system_wordnet_dir()} (copied to {cached})"
-    elif not _missing_files(cached, _wordnet_files()):
-        origin = f"cached copy {cached}"  # the system copy went away; an earlier copy still serves
-    else:
-        raise RuntimeError(
-            f"WordNet 3.0 not found: nltk has no corpora/wordnet on its data path and {problem}; "
-            f"fix: {FIX_HINT}"
-        )
-    if str(base) not in nltk.data.path:
-        nltk.data.path.append(str(base))
-    return origin
-
-
-def _first_line(e: BaseException) -> str:
-    return (str(e).strip().splitlines() or [type(e).__name__])[0]
-
-
-@functools.cache
-def wordnet() -> WordNetCorpusReader:
-    """The nltk WordNet 3.0 reader, offline, loaded once per process.
-
-    Search order: nltk's data path (``corpora/wordnet``, e.g. ``<venv>/nltk_data`` written
-    by ``make install``), then the system WordNet in ``/usr/share/wordnet`` (env
-    ``WORDNET_DIR``) copied into ``~/.cache/robustness_sweeps/nltk_data`` (env
-    ``SWEEPS_CACHE``). Raises a one-line RuntimeError naming both fixes when neither exists.
-    """
-    return _load_wordnet()
-
-
-# ------------------------------------------------------------------------- hierarchy
+def is_wnid(name: object) -> bool:
+    """Whether ``name`` looks like an ImageNet wnid (``n`` and 8 digits); no WordNet lookup."""
+    return isinstance(name, str) and bool(_WNID_RE.match(name))
 
 
 def synset_of(wnid: str) -> Synset:
@@ -393,7 +161,7 @@ def imagenet_superclasses(wnids: Iterable[str], depth: int) -> dict[str, str]:
 
 def imagenet_wnids() -> list[str]:
     """The 1000 ILSVRC-2012 class wnids, sorted (package data ``data/imagenet_wnids.txt``)."""
-    text = _package_data("imagenet_wnids.txt").read_text(encoding="utf-8")
+    text = package_data("imagenet_wnids.txt").read_text(encoding="utf-8")
     return [line.strip() for line in text.splitlines() if line.strip()]
 
 
@@ -426,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"WordNet 3.0 in {dest} is already up to date (source {src})")
         else:
             wn = wordnet()
-            print(f"WordNet {wn.get_version()} from {_ORIGIN}")
+            print(f"WordNet {wn.get_version()} from {wordnet_origin()}")
             wnids = imagenet_wnids()
             for d in (2, 4, 5, 6, 7):
                 n = len(set(imagenet_superclasses(wnids, d).values()))

@@ -1,4 +1,4 @@
-"""WordNet access and the ImageNet label contraction (datasets/hierarchy.py)."""
+"""WordNet access (datasets/wordnet_setup.py) and the ImageNet label contraction (datasets/hierarchy.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from datasets import hierarchy
+from datasets import hierarchy, wordnet_setup
 from datasets.hierarchy import (
     hypernym_path,
     imagenet_superclasses,
@@ -69,7 +69,7 @@ def test_static_file_list_matches_nltk() -> None:
     # install-wordnet avoids importing nltk by using a copy of the reader's file list.
     from nltk.corpus.reader.wordnet import WordNetCorpusReader
 
-    assert set(hierarchy._NLTK_WORDNET_FILES) == set(WordNetCorpusReader._FILES)
+    assert set(wordnet_setup._NLTK_WORDNET_FILES) == set(WordNetCorpusReader._FILES)
 
 
 def test_wnid_roundtrip_and_errors() -> None:
@@ -85,6 +85,14 @@ def test_imagenet_wnids_package_data() -> None:
     wnids = imagenet_wnids()
     assert len(wnids) == 1000 == len(set(wnids))
     assert wnids == sorted(wnids) and wnids[0] == "n01440764"
+    assert all(hierarchy.is_wnid(w) for w in wnids)
+    assert not any(hierarchy.is_wnid(x) for x in ("n0144076", "Aves", None, "sketch"))
+
+
+def test_hierarchy_reexports_the_reader() -> None:
+    # DESIGN.md's public API imports the reader from datasets.hierarchy.
+    assert hierarchy.wordnet is wordnet_setup.wordnet
+    assert hierarchy.install_wordnet is wordnet_setup.install_wordnet
 
 
 def test_hypernym_path_and_is_under() -> None:
@@ -173,7 +181,7 @@ def test_missing_wordnet_gives_one_line_error(tmp_path: Path, monkeypatch: pytes
     monkeypatch.setenv("WORDNET_DIR", str(empty))
     monkeypatch.setenv("SWEEPS_CACHE", str(tmp_path / "cache"))
     with pytest.raises(RuntimeError) as info:
-        hierarchy._load_wordnet()  # uncached: wordnet() keeps its reader for the other tests
+        wordnet_setup._load_wordnet()  # uncached: wordnet() keeps its reader for the other tests
     msg = str(info.value)
     assert "\n" not in msg
     assert "python -m nltk.downloader wordnet" in msg
