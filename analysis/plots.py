@@ -129,7 +129,11 @@ def scatter_plot(
         ax.scatter(tx[mask], ty[mask], s=7, color=color, alpha=alpha, lw=0, zorder=3)
         lw = 1.5 if g == baseline else 1.0
         if g in trends:
-            ax.plot(xs, _line(trends[g], xs, transform), color=color, lw=lw, zorder=4)
+            # Baseline trends span the axes, as the papers draw them; the other groups' lines
+            # stay over their own ID range (with their bands) instead of extrapolating.
+            gx = xs if g in (baseline, "full") or not mask.any() else np.linspace(
+                tx[mask].min(), tx[mask].max(), 100)
+            ax.plot(gx, _line(trends[g], gx, transform), color=color, lw=lw, zorder=4)
         handles.append(Line2D([], [], color=color, lw=lw if g in trends else 0, marker="o",
                               ms=3, mew=0))
         names.append(g)
