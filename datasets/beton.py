@@ -14,6 +14,7 @@ from typing import Callable, Sequence
 import numpy as np
 from filelock import FileLock
 
+
 def cache_root() -> Path:
     """Where generated data and `.beton` files live (env SWEEPS_CACHE, default ~/.cache/robustness_sweeps)."""
     return Path(os.environ.get("SWEEPS_CACHE", Path.home() / ".cache" / "robustness_sweeps")).expanduser()
@@ -54,8 +55,14 @@ def ensure_beton(
     max_resolution: int,
     num_workers: int = 1,
     write_mode: str = "raw",
+    jpeg_quality: int = 90,
 ) -> Path:
-    """Return `path`, writing it first from `make_dataset()` if it does not exist yet."""
+    """Return `path`, writing it first from `make_dataset()` if it does not exist yet.
+
+    Only a complete file ever has the name `path`: the writer fills `.<name>.tmp-<pid>` and renames
+    it. A temporary file left by an interrupted run is never read (and is overwritten by nobody:
+    each writer uses its own pid), so an interrupted conversion simply starts again.
+    """
     if path.exists():
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -68,11 +75,14 @@ def ensure_beton(
 
         tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
         fields = {
-            "image": RGBImageField(write_mode=write_mode, max_resolution=max_resolution),
+            "image": RGBImageField(write_mode=write_mode, max_resolution=max_resolution, jpeg_quality=jpeg_quality),
             "label": IntField(),
         }
-        DatasetWriter(str(tmp), fields, num_workers=max(1, num_workers)).from_indexed_dataset(make_dataset())
-        os.replace(tmp, path)
+        try:
+            DatasetWriter(str(tmp), fields, num_workers=max(1, num_workers)).from_indexed_dataset(make_dataset())
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)  # interrupted (Ctrl-C, error): leave no half-written file behind
     return path
 
 

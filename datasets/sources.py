@@ -17,14 +17,10 @@ from datasets.beton import beton_path
 
 SOURCES: dict[str, Callable[..., "Source"]] = {}
 
-# Sources of the papers whose on-disk readers are not in this version yet.
-PLANNED_SOURCES = {
-    "imagenet": "ILSVRC-2012 (train/<wnid>/*.JPEG, val/<wnid>/*.JPEG)",
-    "inat2017": "iNaturalist 2017 (train_val_images/, train2017.json, val2017.json)",
-    "iwildcam": "iWildCam-WILDS v2.0 (iwildcam_v2.0/metadata.csv, categories.csv, train/)",
-    "domainnet": "DomainNet (six domains with *_train.txt / *_test.txt)",
-    "folder": "a folder with one sub-folder of images per class",
-}
+# Modules whose import registers sources (imported on the first `get_source`, keeping `import
+# datasets` light: none of them imports torch or FFCV at module level).
+SOURCE_MODULES = ("datasets.synthetic", "datasets.fractaldb", "datasets.imagenet", "datasets.inat",
+                  "datasets.wilds", "datasets.domainnet")
 
 
 class SourceError(ValueError):
@@ -42,15 +38,17 @@ def register_source(name: str) -> Callable:
 
 
 def get_source(name: str, data_root: str | Path | None = None, **options) -> "Source":
-    """Look up a source by name and build it (embedded sources need no data_root)."""
-    import datasets.synthetic  # noqa: F401  (registers the embedded sources)
+    """Look up a source by name and build it.
 
+    Embedded and generated sources ("synthnet", "synthcam", "fractaldb") need no data_root. The
+    on-disk ones ("imagenet", "inat2017", "iwildcam", "domainnet", "folder") look for their own
+    sub-folder of `data_root` (the folder holding the datasets), or accept the dataset folder itself.
+    """
+    import importlib
+
+    for module in SOURCE_MODULES:
+        importlib.import_module(module)
     if name not in SOURCES:
-        if name in PLANNED_SOURCES:
-            raise SourceError(
-                f"source '{name}' reads {PLANNED_SOURCES[name]} from --data-root; its reader is not in this "
-                f"version yet (planned), use an embedded source: {', '.join(sorted(SOURCES))}"
-            )
         raise SourceError(f"unknown source '{name}'; known sources: {', '.join(sorted(SOURCES))}")
     return SOURCES[name](data_root=data_root, **options)
 

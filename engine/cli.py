@@ -21,7 +21,8 @@ EMBEDDED_ARCHS = ("resnet18", "mobilenet_v3_small")
 # --smoke: the smallest run that still generates data, trains, reports to Tune and fits trends.
 SMOKE_RECIPE = replace(EMBEDDED_RECIPE, pretrain_epochs=1, finetune_epochs=2)
 SMOKE_SOURCE_OPTIONS = {"synthnet": {"num_classes": 20, "images_per_class": 30, "val_per_class": 5}}
-SMOKE_TARGET_OPTIONS = {"num_classes": 8, "train_size": 320, "eval_size": 96, "test_size": 96}
+# Per target name, as sources: an on-disk target (iwildcam, ...) takes no size options and keeps its own.
+SMOKE_TARGET_OPTIONS = {"synthcam": {"num_classes": 8, "train_size": 320, "eval_size": 96, "test_size": 96}}
 
 
 def parser(description: str) -> argparse.ArgumentParser:
@@ -45,7 +46,7 @@ def apply_flags(spec: SweepSpec, args: argparse.Namespace) -> SweepSpec:
         spec = replace(spec, smoke=True, archs=spec.archs[:1], seeds=1,
                        values=spec.smoke_values or spec.values[:2], recipe=SMOKE_RECIPE,
                        source_options={**spec.source_options, **SMOKE_SOURCE_OPTIONS},
-                       target_options={**spec.target_options, **SMOKE_TARGET_OPTIONS})
+                       target_options={**spec.target_options, **SMOKE_TARGET_OPTIONS.get(spec.target, {})})
     if args.archs:
         spec = replace(spec, archs=tuple(a.strip() for a in args.archs.split(",") if a.strip()))
     if args.seeds:

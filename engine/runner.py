@@ -59,10 +59,11 @@ def sweep_dir(spec: SweepSpec, options: RunOptions) -> Path:
     return storage_root(options) / (spec.name + ("-smoke" if spec.smoke else ""))
 
 
-def validate(spec: SweepSpec, options: RunOptions) -> tuple[list[dict], Source, dict[str, Source]]:
+def validate(spec: SweepSpec, options: RunOptions) -> tuple[list[dict], Source, dict[str, Source], dict[str, int]]:
     """Everything that can be checked before Ray starts: archs, sources, subsets, resources.
 
-    Returns the cells, the target and the pre-training sources (built once, reused by the run).
+    Returns the cells, the target, the pre-training sources (built once, reused by the run) and
+    each cell's pre-training subset size in images (by cell id; 0 for scratch).
     """
     from datasets import get_source
     from datasets.interventions import build_subset
@@ -80,17 +81,18 @@ def validate(spec: SweepSpec, options: RunOptions) -> tuple[list[dict], Source, 
             check_arch(cell["arch"], cell["pretrain_resolution"])
     target = get_source(spec.target, options.data_root, **spec.target_options)
     sources = {name: get_source(name, options.data_root, **spec.source_options.get(name, {})) for name in spec.sources}
+    pretrain_images = {cell["cell_id"]: 0 for cell in grid}
     for cell in grid:
         if cell["source"] in sources:
-            build_subset(sources[cell["source"]], cell["intervention"], cell["value"], seed=cell["seed"],
-                         **json.loads(cell["intervention_params"]))
-    return grid, target, sources
+            subset = build_subset(sources[cell["source"]], cell["intervention"], cell["value"], seed=cell["seed"],
+                                  **json.loads(cell["intervention_params"]))
+            pretrain_images[cell["cell_id"]] = len(subset.indices)
+    return grid, target, sources, pretrain_images
 
 
-def image_passes(cell: dict, finetune_images: int, eval_images: int) -> float:
+def image_passes(cell: dict, pretrain_images: int, finetune_images: int, eval_images: int) -> float:
     """Rough cost of a cell in training-image passes (an evaluation pass counts a third)."""
-    value = cell["value"] if isinstance(cell["value"], int) else 0
-    return cell["pretrain_epochs"] * value + cell["finetune_epochs"] * (finetune_images + eval_images / 3)
+    return cell["pretrain_epochs"] * pretrain_images + cell["finetune_epochs"] * (finetune_images + eval_images / 3)
 
 
 def target_sizes(target: Source) -> tuple[int, int]:
@@ -98,15 +100,16 @@ def target_sizes(target: Source) -> tuple[int, int]:
     return len(target.labels("train")), sum(len(target.labels(s)) for s in target.eval_splits.values())
 
 
-def print_dry_run(spec: SweepSpec, grid: list[dict], target: Source) -> None:
+def print_dry_run(spec: SweepSpec, grid: list[dict], target: Source, pretrain_images: dict[str, int]) -> None:
     sizes = target_sizes(target)
-    print(f"{'cell_id':16}  {'source':10} {'intervention':12} {'value':>8}  {'arch':20} seed")
+    print(f"{'cell_id':16}  {'source':10} {'intervention':12} {'value':>8} {'pretrain imgs':>13}  {'arch':20} seed")
     for c in grid:
-        print(f"{c['cell_id']:16}  {c['source']:10} {c['intervention']:12} {str(c['value']):>8}  {c['arch']:20} {c['seed']}")
-    passes = sum(image_passes(c, *sizes) for c in grid)
+        print(f"{c['cell_id']:16}  {c['source']:10} {c['intervention']:12} {str(c['value']):>8} "
+              f"{pretrain_images[c['cell_id']]:>13}  {c['arch']:20} {c['seed']}")
+    passes = sum(image_passes(c, pretrain_images[c["cell_id"]], *sizes) for c in grid)
     print(f"{len(grid)} cells in '{spec.name}'; ~{passes / 1e6:.2f} M image passes "
-          f"(at ~200 images/s per CPU core at 32 px: ~{passes / 200 / 3600:.2f} core-hours; pre-training of "
-          "full-size sources is only approximated)")
+          f"(at ~200 images/s per CPU core at 32 px: ~{passes / 200 / 3600:.2f} core-hours; cells that share a "
+          "pre-trained model pay for it once, so this is an upper bound)")
 
 
 def _lock(directory: Path) -> Path:
@@ -193,9 +196,9 @@ def trial_name(trial) -> str:
 def run_sweep(spec: SweepSpec, options: RunOptions | None = None) -> Path:
     """Run or resume every cell of `spec`; returns the sweep directory."""
     options = options or RunOptions()
-    grid, target, sources = validate(spec, options)
+    grid, target, sources, pretrain_images = validate(spec, options)
     if options.dry_run:
-        print_dry_run(spec, grid, target)
+        print_dry_run(spec, grid, target, pretrain_images)
         return sweep_dir(spec, options)
 
     directory = sweep_dir(spec, options)
@@ -206,13 +209,13 @@ def run_sweep(spec: SweepSpec, options: RunOptions | None = None) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     lock = _lock(directory)
     try:
-        return _run(spec, grid, target, sources, options, directory, lock)
+        return _run(spec, grid, target, sources, pretrain_images, options, directory, lock)
     finally:
         lock.unlink(missing_ok=True)
 
 
-def _run(spec: SweepSpec, grid: list[dict], target: Source, sources: dict[str, Source], options: RunOptions,
-         directory: Path, lock: Path) -> Path:
+def _run(spec: SweepSpec, grid: list[dict], target: Source, sources: dict[str, Source],
+         pretrain_images: dict[str, int], options: RunOptions, directory: Path, lock: Path) -> Path:
     for key, value in TUNE_ENV.items():
         os.environ.setdefault(key, value)
     import ray
@@ -227,7 +230,7 @@ def _run(spec: SweepSpec, grid: list[dict], target: Source, sources: dict[str, S
     for split in target.splits:
         target.beton(split, spec.recipe.finetune_resolution, num_workers=int(options.cpus_per_trial))
     for src in sources.values():
-        for split in ("train", "val"):
+        for split in ("train", src.holdout_split):  # what pre-training reads (DomainNet evaluates on "test")
             src.beton(split, spec.recipe.pretrain_resolution, num_workers=int(options.cpus_per_trial))
 
     context = RunContext(storage=str(storage_root(options)), data_root=options.data_root,
@@ -258,7 +261,7 @@ def _run(spec: SweepSpec, grid: list[dict], target: Source, sources: dict[str, S
             known |= _cells_in(experiment)
         # Longest cells first: with a few trial slots this shortens the sweep's tail.
         sizes = target_sizes(target)
-        todo = sorted((c for c in grid if c["cell_id"] not in known), key=lambda c: -image_passes(c, *sizes))
+        todo = sorted((c for c in grid if c["cell_id"] not in known), key=lambda c: -image_passes(c, pretrain_images[c["cell_id"]], *sizes))
         if todo:
             name = f"exp-{len(_experiments(directory)):03d}"
             while (directory / name).exists():

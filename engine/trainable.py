@@ -21,7 +21,7 @@ from ray import tune
 
 from datasets import get_source
 from datasets.loaders import make_loader, shared_loader
-from datasets.interventions import build_subset
+from datasets.interventions import build_subset, domain_rows
 from engine.archs import build_model, replace_head
 from engine.loops import evaluate, finetune_optimizer, pretrain_optimizer, train_epoch
 from engine.provenance import package_versions
@@ -99,8 +99,10 @@ def _pretrain_into(cache: Path, config: dict, context: RunContext, cpus: int, de
     val_labels = subset.label_map[src.labels(src.holdout_split)]
     train_loader = make_loader(train_file, config["pretrain_batch_size"], res, cpus, train=True,
                                indices=subset.indices, seed=seed, device=str(device), augment=True)
-    val_loader = make_loader(val_file, 256, res, cpus, train=False, indices=np.flatnonzero(val_labels >= 0),
-                             device=str(device))
+    val_rows = np.flatnonzero(val_labels >= 0)
+    if subset.description.get("domain") is not None:  # pre-trained on one domain: evaluate on that domain
+        val_rows = np.intersect1d(val_rows, domain_rows(src, src.holdout_split, subset.description["domain"]))
+    val_loader = make_loader(val_file, 256, res, cpus, train=False, indices=val_rows, device=str(device))
 
     torch.manual_seed(seed)
     model = build_model(config["arch"], subset.num_classes, res).to(device)

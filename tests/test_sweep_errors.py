@@ -26,11 +26,15 @@ def test_sweep_script_bad_input(tmp_path, args, message):
     assert time.monotonic() - start < 60
 
 
-def test_real_sources_not_in_this_version_say_so(tmp_path):
-    out = run_sweep_script("data_quantity.py", "--storage-path", str(tmp_path), "--data-root", str(tmp_path),
+def test_missing_real_dataset_says_what_to_download(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    out = run_sweep_script("data_quantity.py", "--storage-path", str(tmp_path / "sweeps"), "--data-root", str(data),
                            timeout=120)
     lines = out.stderr.strip().splitlines()
-    assert out.returncode == 2 and len(lines) == 1 and "its reader is not in this version yet" in lines[0], out.stderr
+    assert out.returncode == 2 and len(lines) == 1, out.stderr
+    assert "iWildCam-WILDS v2.0 not found" in lines[0] and "download" in lines[0] and str(data) in lines[0]
+    assert not (tmp_path / "sweeps").exists()  # nothing started, nothing written
 
 
 def test_impossible_size_fails_before_ray(tmp_path):

@@ -1,0 +1,296 @@
+"""On-disk sources: a list of image files and labels per split, converted once to `.beton` files.
+
+Every on-disk reader (ImageNet, iNaturalist, iWildCam, DomainNet, a folder of images) builds an
+`ImageFileSource` from a *scan*: per split, the image paths relative to the dataset folder, their
+labels and file sizes. Three stages, each cached on disk so the next `get_source` is cheap:
+
+1. **Scan** (`cached_scan`): list the files, no image is opened. Keyed by the modification times
+   of the index files and image folders (a folder's mtime changes when a file is added, removed or
+   renamed in it), so an unchanged dataset is not listed again.
+2. **Check** (`ImageFileSource.kept`): decode every image once at reduced size (JPEG draft mode)
+   in a process pool, with a progress bar. Unreadable images (truncated, not an image, empty,
+   missing) are counted and listed in `<cache>/betons/<source>-<split>-<hash>.skipped.txt`; the
+   list is the record that the check ran. `labels(split)` is the scan's labels without the
+   skipped rows, so it equals the `.beton`'s labels row for row, before and after conversion.
+   The first `labels()` call (in the driver: the runner's `validate()` builds the subsets) runs
+   the check; later calls read the log.
+3. **Convert** (`ImageFileSource.beton`): the kept images, re-encoded as JPEG (quality 90) with the
+   longer side at most `max_resolution`, one `.beton` per split, named by (source, split, stored
+   resolution, content hash). Any requested resolution up to the stored one is served by the same
+   file: the loaders' crop decoders resize.
+
+The content hash covers (relative path, file size, label) of every listed file. Not mtimes: a
+copy of the dataset to another disk (cp, rsync without -t) changes every mtime but no content, and
+should reuse the cache; a re-encoded or replaced image nearly always changes its size.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+import sys
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from datasets.beton import beton_path, cache_root, ensure_beton
+from datasets.sources import Source, SourceError
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+# Natural images are stored with the longer side at 512 px: room for 224-px random resized crops
+# and for fine-tuning at 448 px (WILDS' iWildCam resolution) from a square centre crop.
+DEFAULT_MAX_RESOLUTION = 512
+
+
+@dataclass
+class Scan:
+    """What a reader found on disk for one split: paths relative to the dataset folder."""
+
+    files: list[str]
+    labels: np.ndarray
+    sizes: np.ndarray                 # bytes; -1 for a listed file that does not exist
+    domains: np.ndarray | None = None
+
+
+_SCANS: dict[str, dict] = {}
+SCAN_VERSION = 1  # bump when a reader's scan result changes shape: old cached scans are then ignored
+
+
+def cached_scan(name: str, key_paths: list[Path], build: Callable[[], dict]) -> dict:
+    """`build()`'s result, cached in memory and on disk, keyed by `key_paths`' (path, mtime, size).
+
+    `key_paths` are the index files and image folders a reader looks at; listing them is cheap
+    (one stat each), listing every image is not (ImageNet has 1.28 M files).
+    """
+    stats = []
+    for p in key_paths:
+        st = p.stat()
+        stats.append((str(p.resolve()), st.st_mtime_ns, st.st_size))
+    key = hashlib.sha256(json.dumps([SCAN_VERSION, name, stats]).encode()).hexdigest()[:20]
+    if key in _SCANS:
+        return _SCANS[key]
+    path = cache_root() / "scans" / f"{name}-{key}.pkl"
+    try:
+        result = pickle.loads(path.read_bytes())
+    except (OSError, EOFError, pickle.UnpicklingError):
+        result = build()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        tmp.write_bytes(pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL))
+        os.replace(tmp, path)
+    _SCANS[key] = result
+    return result
+
+
+def file_sizes(root: Path, files: list[str]) -> np.ndarray:
+    """Size of each file in bytes, -1 where it is missing (counted as unreadable later, not fatal)."""
+    sizes = np.empty(len(files), dtype=np.int64)
+    for i, f in enumerate(files):
+        try:
+            sizes[i] = os.stat(root / f).st_size
+        except OSError:
+            sizes[i] = -1
+    return sizes
+
+
+def list_images(folder: Path) -> list[str]:
+    """Names of the image files directly in `folder`, sorted (os.scandir: no image is opened)."""
+    with os.scandir(folder) as it:
+        return sorted(e.name for e in it if e.is_file() and e.name.lower().endswith(IMAGE_EXTENSIONS))
+
+
+def list_subfolders(folder: Path) -> list[str]:
+    with os.scandir(folder) as it:
+        return sorted(e.name for e in it if e.is_dir() and not e.name.startswith("."))
+
+
+def find_dataset_dir(data_root, sub: str, markers: tuple[str, ...], what: str, download: str) -> Path:
+    """`<data_root>/<sub>` (or `data_root` itself) when it holds every marker; else a one-line error."""
+    if data_root is None:
+        raise SourceError(f"{what} reads its files from --data-root: download {download} and put them "
+                          f"in <data-root>/{sub}/ ({', '.join(markers)})")
+    root = Path(data_root).expanduser()
+    for candidate in (root / sub, root):
+        if all((candidate / m).exists() for m in markers):
+            return candidate
+    raise SourceError(
+        f"{what} not found: looked for {', '.join(markers)} in {root / sub} and {root}; download {download} "
+        f"and put it in {root / sub}/"
+    )
+
+
+def check_image(path: str, max_resolution: int) -> str:
+    """'' when `path` decodes as an image, else the reason (one line)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            img.draft("RGB", (max_resolution, max_resolution))  # JPEG: decode at reduced scale, still reads every byte
+            img.load()
+        return ""
+    except Exception as error:  # noqa: BLE001 - PIL raises many kinds for bad files; all mean "skip"
+        return f"{type(error).__name__}: {error}".replace("\n", " ").replace("\t", " ")
+
+
+def _check_job(args) -> str:
+    return check_image(*args)
+
+
+class ImageFiles:
+    """The kept images of a split as (uint8 HxWx3, label), as FFCV's writer wants.
+
+    An image that fails here although it passed the check (changed on disk since) becomes a black
+    8x8 image rather than an exception: FFCV's writer waits forever for a worker that died, and a
+    dropped row would break `labels()`.
+    """
+
+    def __init__(self, root: Path, files: list[str], labels: np.ndarray, max_resolution: int, square: bool = False):
+        self.root, self.files, self.labels, self.max_resolution = root, files, labels, max_resolution
+        self.square = square
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int):
+        from PIL import Image
+
+        try:
+            with Image.open(self.root / self.files[i]) as img:
+                img.draft("RGB", (self.max_resolution, self.max_resolution))
+                img = img.convert("RGB")
+                if self.square:  # the whole frame squeezed to a square, as WILDS' Resize((448, 448))
+                    img = img.resize((self.max_resolution, self.max_resolution), Image.BILINEAR)
+                image = np.asarray(img)
+        except Exception as error:  # noqa: BLE001
+            print(f"warning: {self.files[i]} became unreadable after the check ({error}); written black",
+                  file=sys.stderr)
+            image = np.zeros((8, 8, 3), dtype=np.uint8)
+        return image, int(self.labels[i])
+
+
+@dataclass
+class ImageFileSource(Source):
+    """A source read from image files: per split a `Scan`, relative to `root`."""
+
+    root: Path | None = None
+    scans: dict[str, Scan] = field(default_factory=dict)
+    # store every image resized to max_resolution x max_resolution, aspect ratio not kept (iWildCam,
+    # as WILDS does), so the loaders' square centre crop sees the whole frame
+    square: bool = False
+
+    @cached_property
+    def max_resolution(self) -> int:
+        return int(self.options.get("max_resolution") or DEFAULT_MAX_RESOLUTION)
+
+    def content_hash(self, split: str) -> str:
+        # Stored resolution and worker counts are not content: they are in the file name or irrelevant.
+        cached = self.__dict__.setdefault("_hashes", {})
+        if split not in cached:
+            scan = self.scans[split]
+            head = {"source": self.name, "split": split, "classes": self.classes, **({"square": True} if self.square else {})}
+            h = hashlib.sha256(json.dumps(head).encode())
+            for f, size, label in zip(scan.files, scan.sizes.tolist(), scan.labels.tolist()):
+                h.update(f"{f}\t{size}\t{label}\n".encode())
+            cached[split] = h.hexdigest()
+        return cached[split]
+
+    def skipped_log(self, split: str) -> Path:
+        return cache_root() / "betons" / f"{self.name}-{split}-{self.content_hash(split)[:16]}.skipped.txt"
+
+    def kept(self, split: str, num_workers: int | None = None) -> np.ndarray:
+        """Rows of the scan whose image decodes (checked once per content hash, then read from the log)."""
+        self.check_split(split)
+        cached = self.__dict__.setdefault("_kept", {})
+        if split in cached:
+            return cached[split]
+        scan, log = self.scans[split], self.skipped_log(split)
+        if not log.exists():
+            self._check(split, log, num_workers or min(8, os.cpu_count() or 1))
+        skipped = {line.split("\t", 1)[0] for line in log.read_text().splitlines() if line and not line.startswith("#")}
+        keep = np.array([f not in skipped for f in scan.files], dtype=bool)
+        cached[split] = np.flatnonzero(keep)
+        return cached[split]
+
+    def _check(self, split: str, log: Path, num_workers: int) -> None:
+        from multiprocessing import get_context
+
+        from tqdm import tqdm
+
+        scan = self.scans[split]
+        jobs = [(str(self.root / f), self.max_resolution) for f in scan.files]
+        desc = f"checking {self.name}/{split} images"
+        if num_workers > 1 and len(jobs) > 64:
+            with get_context("fork").Pool(num_workers) as pool:
+                reasons = list(tqdm(pool.imap(_check_job, jobs, chunksize=64), total=len(jobs), desc=desc, unit="img"))
+        else:
+            reasons = [check_image(*job) for job in tqdm(jobs, desc=desc, unit="img")]
+        bad = [(f, r) for f, r in zip(scan.files, reasons) if r]
+        log.parent.mkdir(parents=True, exist_ok=True)
+        tmp = log.with_name(f".{log.name}.tmp-{os.getpid()}")
+        tmp.write_text(f"# {len(bad)} of {len(jobs)} images of {self.name}/{split} under {self.root} are unreadable "
+                       "and skipped (path, reason)\n" + "".join(f"{f}\t{r}\n" for f, r in bad))
+        os.replace(tmp, log)  # the log's existence marks a finished check: never a partial one
+        if bad:
+            print(f"{self.name}/{split}: skipped {len(bad)} unreadable images, listed in {log}", file=sys.stderr)
+
+    def num_skipped(self, split: str) -> int:
+        return len(self.scans[split].files) - len(self.kept(split))
+
+    def labels(self, split: str) -> np.ndarray:
+        return self.scans[split].labels[self.kept(split)]
+
+    def domains(self, split: str) -> np.ndarray | None:
+        scan = self.scans[split]
+        return None if scan.domains is None else scan.domains[self.kept(split)]
+
+    def stored_betons(self, split: str) -> dict[int, Path]:
+        """Existing `.beton` files of this split's content, by stored resolution."""
+        pattern = beton_path(self.name, split, 0, self.content_hash(split)).name.replace("-0px-", "-*px-")
+        found = {}
+        for path in (cache_root() / "betons").glob(pattern):
+            res = path.name[len(f"{self.name}-{split}-"):].split("px-")[0]
+            if res.isdigit():
+                found[int(res)] = path
+        return found
+
+    def beton(self, split: str, resolution: int | None = None, num_workers: int = 1) -> Path:
+        """The split's `.beton`: the smallest stored one of at least `resolution`, else written now.
+
+        A new file is stored at `max_resolution` (option, default 512); asking for more is an error.
+        """
+        self.check_split(split)
+        resolution = resolution or self.max_resolution
+        stored = {r: p for r, p in self.stored_betons(split).items() if r >= resolution}
+        if stored:
+            return stored[min(stored)]
+        if resolution > self.max_resolution:
+            raise SourceError(
+                f"{self.name}/{split}: {resolution} px requested but the images are stored at most "
+                f"{self.max_resolution} px; prepare with --max-resolution {resolution} (or source option "
+                f"max_resolution={resolution})"
+            )
+        path = beton_path(self.name, split, self.max_resolution, self.content_hash(split))
+        self._write(split, self.max_resolution, path, num_workers)
+        return path
+
+    def _write(self, split: str, resolution: int, path: Path, num_workers: int) -> None:
+        rows = self.kept(split, num_workers)
+        scan = self.scans[split]
+        files = [scan.files[i] for i in rows]
+        total = int(np.clip(scan.sizes[rows], 0, None).sum())
+        # JPEG at quality 90 takes ~0.25-0.35 bytes per pixel; originals smaller than the stored size stay about as large
+        estimate = min(total, len(rows) * resolution**2 // 3) + len(rows) * 256
+        print(f"converting {self.name}/{split}: {len(rows)} images ({self.num_skipped(split)} skipped), "
+              f"{f'{resolution}x{resolution} px' if self.square else f'longer side <= {resolution} px'} -> {path}", file=sys.stderr)
+        ensure_beton(path, lambda: ImageFiles(self.root, files, scan.labels[rows], resolution, self.square), estimate,
+                     max_resolution=resolution, num_workers=num_workers, write_mode="jpg", jpeg_quality=90)
+
+    def describe(self) -> dict:
+        out = super().describe()
+        out["root"] = str(self.root)
+        out["skipped_images"] = {s: self.num_skipped(s) for s in self.splits}
+        return out
