@@ -259,3 +259,6 @@ def test_sweep_trains_on_real_layouts(tmp_path, data_root):
     meta = json.loads(next((tmp_path / "pretrained").glob("*/meta.json")).read_text())
     assert meta["source"]["skipped_images"] == {"train": 3, "val": 0}  # the trial recorded the skipped images
     assert meta["subset"]["num_images"] == 9
+    # every fine-tuning row carries the pre-training subset's size, for the report (0 for scratch)
+    sizes = df.set_index("intervention")[["subset_images", "subset_classes"]]
+    assert sizes.loc["quantity"].tolist() == [9, 3] and sizes.loc["scratch"].tolist() == [0, 0]
