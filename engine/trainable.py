@@ -127,7 +127,7 @@ def _pretrain_into(cache: Path, config: dict, context: RunContext, cpus: int, de
         tune.report({"phase": "pretrain", "epoch": epoch + 1, "pretrain_loss": stats["train_loss"],
                      "images_per_s": stats["images_per_s"], **metrics})
 
-    meta = {"pretrain_id": pretrain_id(config), "subset": subset.description,
+    meta = {"pretrain_id": pretrain_id(config), "subset": subset.description, "holdout_images": int(len(val_rows)),
             "source": src.describe(), "epochs": config["pretrain_epochs"],
             "data_files": {s: Path(f).name for s, f in (("train", train_file), ("val", val_file))}}
     (cache / "meta.json").write_text(json.dumps(meta, indent=1, default=str))

@@ -242,6 +242,10 @@ recipe = Recipe(pretrain_epochs=1, pretrain_resolution=32, pretrain_batch_size=4
 spec = SweepSpec(name="ondisk", intervention="quantity", values=(9,), sources=("imagenet",),
                  archs=("resnet18",), target="iwildcam", recipe=recipe)
 print("sweep:", run_sweep(spec, RunOptions(data_root=sys.argv[1], storage_path=sys.argv[2], verbose=0)))
+# pre-trained on one DomainNet domain, evaluated during pre-training on that domain's test files only
+spec = SweepSpec(name="ondisk_domain", intervention="domain", values=("sketch",), sources=("domainnet",),
+                 archs=("resnet18",), target="iwildcam", baselines=(), recipe=recipe)
+print("sweep:", run_sweep(spec, RunOptions(data_root=sys.argv[1], storage_path=sys.argv[2], verbose=0)))
 """
 
 
@@ -256,9 +260,14 @@ def test_sweep_trains_on_real_layouts(tmp_path, data_root):
     df = load_experiments([tmp_path / "ondisk"])
     assert sorted(df["intervention"]) == ["quantity", "scratch"] and set(df["epoch"]) == {1}
     assert df[["id_f1", "ood_f1", "id_val_f1", "ood_val_f1"]].apply(lambda s: s.between(0, 1).all()).all()
-    meta = json.loads(next((tmp_path / "pretrained").glob("*/meta.json")).read_text())
+    metas = [json.loads(p.read_text()) for p in (tmp_path / "pretrained").glob("*/meta.json")]
+    meta = next(m for m in metas if m["source"]["source"] == "imagenet")
     assert meta["source"]["skipped_images"] == {"train": 3, "val": 0}  # the trial recorded the skipped images
-    assert meta["subset"]["num_images"] == 9
+    assert meta["subset"]["num_images"] == 9 and meta["holdout_images"] == 6
+    domain = next(m for m in metas if m["source"]["source"] == "domainnet")
+    assert domain["subset"]["domain"] == "sketch" and domain["subset"]["num_images"] == 3 * 3
+    assert domain["holdout_images"] == 3 * 2  # sketch's test files, not all three domains' 18
+    assert load_experiments([tmp_path / "ondisk_domain"])["ood_f1"].between(0, 1).all()
     # every fine-tuning row carries the pre-training subset's size, for the report (0 for scratch)
     sizes = df.set_index("intervention")[["subset_images", "subset_classes"]]
     assert sizes.loc["quantity"].tolist() == [9, 3] and sizes.loc["scratch"].tolist() == [0, 0]
