@@ -35,6 +35,10 @@ def _parser() -> argparse.ArgumentParser:
         "--baseline-file", metavar="PATH", default=None,
         help="YAML/JSON with trends given as parameters (name, slope, intercept, transform)",
     )
+    rep.add_argument(
+        "--residual-trend", metavar="GROUP", default=None,
+        help="trend of the residual-by-epoch check (default: 'full' when fitted, else --baseline)",
+    )
     rep.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default 0)")
     rep.add_argument(
         "--progress", action=argparse.BooleanOptionalAction, default=None,
@@ -58,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         write_report(
             args.paths, args.out, args.transform, args.baseline, args.group_by,
             baseline_file=args.baseline_file, progress=args.progress, seed=args.seed,
+            residual_trend=args.residual_trend,
         )
     except (OSError, ValueError) as exc:
         print(f"python -m analysis report: error: {exc}", file=sys.stderr)

@@ -50,6 +50,7 @@ def write_report(
     progress: bool | None = None,
     n_boot: int = 1000,
     seed: int = 0,
+    residual_trend: str | None = None,
 ) -> Path | str:
     """Load experiments, fit trends, write the CSVs, the three figures and ``report.html``.
 
@@ -70,6 +71,8 @@ def write_report(
         baseline_file: YAML/JSON trends given as parameters (``analysis.baselines``).
         progress: progress bar while reading trials (see ``load_experiments``).
         n_boot, seed: bootstrap resamples and seed of the bands and the ER CIs.
+        residual_trend: the group (or baseline-file entry) whose trend the residual-by-epoch
+            check uses; default the ``full`` group when fitted, else ``baseline``.
     Returns:
         The output directory (a URI string when the output is remote).
     """
@@ -100,6 +103,9 @@ def write_report(
 
     finished = rows[rows["status"] == "finished"]
     trends = fit_groups(finished, transform)
+    if residual_trend is not None and str(residual_trend) not in {**given, **trends}:
+        known = ", ".join(sorted({*given, *trends})) or "none"
+        raise ValueError(f"--residual-trend {residual_trend!r} has no fitted or given trend; trends: {known}")
     base = trends.get(str(baseline), given.get(str(baseline)))
     if base is None:
         warnings.warn(f"no trend for baseline group {baseline!r}; ER columns are NaN", stacklevel=2)
@@ -125,7 +131,7 @@ def write_report(
         else:
             figures, res_name = _figures(
                 out, finished, trends, given, base, table, str(baseline), transform, colors,
-                n_boot, seed,
+                n_boot, seed, residual_trend,
             )
             written += ["residuals.csv"] if res_name else []
             written += [f"{f}.{ext}" for f, _, _ in figures for ext in ("png", "pdf")]
@@ -150,7 +156,7 @@ def write_report(
 def _figures(
     out: Path, finished: pd.DataFrame, trends: dict[str, Trend], given: dict[str, Trend],
     base: Trend | None, table: pd.DataFrame, baseline: str, transform: str, colors: dict,
-    n_boot: int, seed: int,
+    n_boot: int, seed: int, residual_trend: str | None = None,
 ) -> tuple[list[tuple[str, str, str]], str | None]:
     """Draw the figures that the data allow; (name, title, caption) of each, and the name of
     the residual check's trend."""
@@ -168,7 +174,8 @@ def _figures(
          f"fits in {transform} space with shaded 95% bootstrap bands ({n_boot} resamples); "
          "dash-dot lines are baselines given as parameters; dashed is y = x."),
     )]
-    res_name = residual_baseline({**given, **trends}, baseline)
+    res_name = str(residual_trend) if residual_trend is not None else residual_baseline(
+        {**given, **trends}, baseline)
     if res_name is not None:
         pts = residual_points(finished, res_name)
         res = epoch_residuals(pts, {**given, **trends}[res_name], by="arch" if "arch" in

@@ -90,6 +90,21 @@ def test_residuals_csv_per_architecture_and_epoch(report):
     assert abs(res["mean"].mean()) < 0.01 and res["mean"].abs().max() < 0.05
 
 
+def test_residual_trend_can_be_chosen(sweep_dir, tmp_path):
+    from analysis.residuals import epoch_residuals
+    from analysis.trends import fit_trend
+
+    write_report([sweep_dir], out_dir=tmp_path, residual_trend="scratch")
+    res = pd.read_csv(tmp_path / "residuals.csv")
+    points = pd.read_csv(tmp_path / "points.csv")
+    scratch = points[(points["group"] == "scratch") & (points["status"] == "finished")]
+    expected = epoch_residuals(scratch, fit_trend(scratch["id_f1"], scratch["ood_f1"]))
+    assert np.allclose(res["mean"], expected["mean"]) and len(res) == len(ARCHS) * EPOCHS
+    assert "against the scratch trend" in (tmp_path / "report.html").read_text()
+    with pytest.raises(ValueError, match="--residual-trend 'nope' has no fitted or given trend; trends: .*scratch"):
+        write_report([sweep_dir], out_dir=tmp_path / "x", residual_trend="nope")
+
+
 def test_html_is_self_contained_with_plots_tables_and_exclusions(report, sweep_dir):
     html = (report / "report.html").read_text()
     images = re.findall(r"src='data:image/png;base64,([A-Za-z0-9+/=]+)'", html)
