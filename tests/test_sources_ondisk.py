@@ -271,3 +271,20 @@ def test_sweep_trains_on_real_layouts(tmp_path, data_root):
     # every fine-tuning row carries the pre-training subset's size, for the report (0 for scratch)
     sizes = df.set_index("intervention")[["subset_images", "subset_classes"]]
     assert sizes.loc["quantity"].tolist() == [9, 3] and sizes.loc["scratch"].tolist() == [0, 0]
+
+
+def test_dry_run_decodes_no_image(tmp_path, data_root, monkeypatch, capsys):
+    """`--dry-run` previews with every listed file; the unreadable-image check waits for a real run."""
+    from engine.runner import RunOptions, run_sweep
+    from engine.spec import Recipe, SweepSpec
+
+    monkeypatch.setenv("SWEEPS_CACHE", str(tmp_path / "cache"))
+    spec = SweepSpec(name="preview", intervention="quantity", values=(12,), sources=("imagenet",), archs=("resnet18",),
+                     target="iwildcam", recipe=Recipe(pretrain_resolution=32, finetune_resolution=32))
+    run_sweep(spec, RunOptions(data_root=str(data_root), storage_path=str(tmp_path / "runs"), dry_run=True))
+    out = capsys.readouterr().out
+    assert re.search(r"imagenet\s+quantity\s+12\s+12\s+resnet18", out)
+    assert "not yet checked for unreadable images, so counted with every listed file: iwildcam, imagenet" in out
+    assert not list((tmp_path / "cache").rglob("*.skipped.txt"))  # nothing decoded
+    assert len(get_source("imagenet", data_root).labels("train")) == 12  # a real use checks: 3 of 15 unreadable
+    assert len(list((tmp_path / "cache").rglob("imagenet-train-*.skipped.txt"))) == 1
