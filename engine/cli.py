@@ -20,7 +20,8 @@ EMBEDDED_RECIPE = Recipe(
 EMBEDDED_ARCHS = ("resnet18", "mobilenet_v3_small")
 # --smoke: the smallest run that still generates data, trains, reports to Tune and fits trends.
 SMOKE_RECIPE = replace(EMBEDDED_RECIPE, pretrain_epochs=1, finetune_epochs=2)
-SMOKE_SOURCE_OPTIONS = {"synthnet": {"num_classes": 20, "images_per_class": 30, "val_per_class": 5}}
+SMOKE_SOURCE_OPTIONS = {"synthnet": {"num_classes": 20, "images_per_class": 30, "val_per_class": 5},
+                        "fractaldb": {"num_classes": 10, "images_per_class": 30, "val_per_class": 5}}
 # Per target name, as sources: an on-disk target (iwildcam, ...) takes no size options and keeps its own.
 SMOKE_TARGET_OPTIONS = {"synthcam": {"num_classes": 8, "train_size": 320, "eval_size": 96, "test_size": 96}}
 
