@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 
@@ -69,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data-root", help="the folder holding the datasets (e.g. /data with /data/imagenet/train, ...)")
     p.add_argument("--max-resolution", type=int,
                    help="on-disk sources: longer side stored (default 512; iwildcam 448 x 448 squares); generated: their resolution")
-    p.add_argument("--num-workers", type=int, default=1, help="processes for checking and converting images")
+    p.add_argument("--num-workers", type=int, default=os.cpu_count() or 1,
+                   help="processes for checking and converting images (default: every core; a standalone command)")
     p.add_argument("-o", "--option", action="append", default=[], metavar="KEY=VALUE",
                    help="source option, e.g. -o path=stable_diffusion (folder), -o num_classes=100 (fractaldb)")
     g = sub.add_parser("fractaldb-grid", help="write a PNG grid of generated FractalDB samples")
