@@ -21,6 +21,7 @@ import os
 from pathlib import Path
 
 from analysis.transforms import TRANSFORMS
+from analysis.remote import first_line
 from analysis.trends import Trend
 
 _KEYS = {"name", "slope", "intercept", "transform"}
@@ -46,7 +47,7 @@ def load_baselines(path: str | os.PathLike) -> dict[str, Trend]:
 
             data = yaml.safe_load(text)
     except Exception as exc:  # noqa: BLE001 -- JSONDecodeError, yaml.YAMLError (no common base)
-        raise ValueError(f"{path}: not valid {kind} ({_first_line(exc)})") from None
+        raise ValueError(f"{path}: not valid {kind} ({first_line(exc)})") from None
     if isinstance(data, dict) and "baselines" in data:
         data = data["baselines"]
     entries = [data] if isinstance(data, dict) else data
@@ -86,7 +87,3 @@ def load_baselines(path: str | os.PathLike) -> dict[str, Trend]:
         out[name] = Trend(numbers["slope"], numbers["intercept"], math.nan, 0, transform)
     return out
 
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__

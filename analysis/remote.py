@@ -44,7 +44,7 @@ def download_small_files(uri: str, dest: str | os.PathLike) -> Path:
         filesystem, root = pafs.FileSystem.from_uri(uri)
         info = filesystem.get_file_info(root)
     except Exception as exc:  # noqa: BLE001 -- pyarrow: ArrowInvalid, OSError, ... (long text)
-        raise OSError(f"{uri}: cannot open ({_first_line(exc)})") from None
+        raise OSError(f"{uri}: cannot open ({first_line(exc)})") from None
     if info.type != pafs.FileType.Directory:
         what = "does not exist" if info.type == pafs.FileType.NotFound else "is not a directory"
         raise FileNotFoundError(
@@ -55,7 +55,7 @@ def download_small_files(uri: str, dest: str | os.PathLike) -> Path:
     try:
         listing = filesystem.get_file_info(pafs.FileSelector(root, recursive=True))
     except Exception as exc:  # noqa: BLE001 -- as above
-        raise OSError(f"{uri}: cannot list ({_first_line(exc)})") from None
+        raise OSError(f"{uri}: cannot list ({first_line(exc)})") from None
     root = root.rstrip("/")
     for entry in listing:
         if entry.type != pafs.FileType.File:
@@ -101,6 +101,7 @@ def join(uri: str, *parts: str) -> str:
     return "/".join([uri.rstrip("/"), *parts])
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's text (pyarrow and yaml errors run to many lines)."""
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__

@@ -20,6 +20,26 @@ def cache_root() -> Path:
     return Path(os.environ.get("SWEEPS_CACHE", Path.home() / ".cache" / "robustness_sweeps")).expanduser()
 
 
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write `data` under a temporary name, then rename: readers never see a partial file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def cached_pickle(path: Path, build: Callable[[], object]) -> object:
+    """The object pickled at `path`, or `build()`'s result, pickled there for next time."""
+    import pickle
+
+    try:
+        return pickle.loads(path.read_bytes())
+    except (OSError, EOFError, pickle.UnpicklingError):
+        result = build()
+        write_atomic(path, pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL))
+        return result
+
+
 def beton_path(source: str, split: str, resolution: int, content_hash: str) -> Path:
     return cache_root() / "betons" / f"{source}-{split}-{resolution}px-{content_hash[:16]}.beton"
 

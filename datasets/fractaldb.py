@@ -28,15 +28,13 @@ from __future__ import annotations
 
 import colorsys
 import hashlib
-import os
-import pickle
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
-from datasets.beton import cache_root, ensure_beton
+from datasets.beton import cache_root, cached_pickle, ensure_beton
 from datasets.render import stable_seed
 from datasets.sources import SourceError, register_source
 from datasets.synthetic import GeneratedSource
@@ -188,15 +186,8 @@ class FractalDB(GeneratedSource):
             return self.__dict__["_systems"]
         o = self.options
         key = hashlib.sha256(repr((o["seed"], self.num_classes, o["filling_rate"])).encode()).hexdigest()[:16]
-        path = cache_root() / "fractaldb" / f"systems-{key}.pkl"
-        try:
-            systems = pickle.loads(path.read_bytes())
-        except (OSError, EOFError, pickle.UnpicklingError):
-            systems = search_systems(o["seed"], self.num_classes, o["filling_rate"], num_workers)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-            tmp.write_bytes(pickle.dumps(systems))
-            os.replace(tmp, path)
+        systems = cached_pickle(cache_root() / "fractaldb" / f"systems-{key}.pkl",
+                                lambda: search_systems(o["seed"], self.num_classes, o["filling_rate"], num_workers))
         self.__dict__["_systems"] = systems
         return systems
 

@@ -28,7 +28,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import pickle
 import sys
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -37,7 +36,7 @@ from typing import Callable
 
 import numpy as np
 
-from datasets.beton import beton_path, cache_root, ensure_beton
+from datasets.beton import beton_path, cache_root, cached_pickle, ensure_beton, write_atomic
 from datasets.sources import Source, SourceError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
@@ -73,15 +72,7 @@ def cached_scan(name: str, key_paths: list[Path], build: Callable[[], dict]) -> 
     key = hashlib.sha256(json.dumps([SCAN_VERSION, name, stats]).encode()).hexdigest()[:20]
     if key in _SCANS:
         return _SCANS[key]
-    path = cache_root() / "scans" / f"{name}-{key}.pkl"
-    try:
-        result = pickle.loads(path.read_bytes())
-    except (OSError, EOFError, pickle.UnpicklingError):
-        result = build()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        tmp.write_bytes(pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL))
-        os.replace(tmp, path)
+    result = cached_pickle(cache_root() / "scans" / f"{name}-{key}.pkl", build)
     _SCANS[key] = result
     return result
 
@@ -233,11 +224,9 @@ class ImageFileSource(Source):
         else:
             reasons = [check_image(*job) for job in tqdm(jobs, desc=desc, unit="img")]
         bad = [(f, r) for f, r in zip(scan.files, reasons) if r]
-        log.parent.mkdir(parents=True, exist_ok=True)
-        tmp = log.with_name(f".{log.name}.tmp-{os.getpid()}")
-        tmp.write_text(f"# {len(bad)} of {len(jobs)} images of {self.name}/{split} under {self.root} are unreadable "
-                       "and skipped (path, reason)\n" + "".join(f"{f}\t{r}\n" for f, r in bad))
-        os.replace(tmp, log)  # the log's existence marks a finished check: never a partial one
+        # the log's existence marks a finished check, so it is written atomically: never a partial one
+        write_atomic(log, (f"# {len(bad)} of {len(jobs)} images of {self.name}/{split} under {self.root} are "
+                           "unreadable and skipped (path, reason)\n" + "".join(f"{f}\t{r}\n" for f, r in bad)).encode())
         if bad:
             print(f"{self.name}/{split}: skipped {len(bad)} unreadable images, listed in {log}", file=sys.stderr)
 

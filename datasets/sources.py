@@ -17,6 +17,10 @@ from datasets.beton import beton_path
 
 SOURCES: dict[str, Callable[..., "Source"]] = {}
 
+# WILDS' split names; targets evaluate ID on id_test, OOD on test, and report both val splits too
+WILDS_SPLITS = ("train", "id_val", "id_test", "val", "test")
+WILDS_EVAL_SPLITS = {"id": "id_test", "ood": "test", "id_val": "id_val", "ood_val": "val"}
+
 # Modules whose import registers sources (imported on the first `get_source`, keeping `import
 # datasets` light: none of them imports torch or FFCV at module level).
 SOURCE_MODULES = ("datasets.synthetic", "datasets.fractaldb", "datasets.imagenet", "datasets.inat",

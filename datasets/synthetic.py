@@ -18,9 +18,8 @@ import numpy as np
 
 from datasets.beton import ImageArrays, ensure_beton
 from datasets.render import class_traits, clutter_background, draw_object, hsv_to_rgb, stable_seed, to_uint8
-from datasets.sources import Source, SourceError, register_source
+from datasets.sources import WILDS_EVAL_SPLITS, Source, SourceError, register_source
 
-WILDS_EVAL_SPLITS = {"id": "id_test", "ood": "test", "id_val": "id_val", "ood_val": "val"}
 
 
 @dataclass

@@ -22,10 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from datasets.image_files import ImageFileSource, Scan, cached_scan, file_sizes, find_dataset_dir
-from datasets.sources import SourceError, register_source
+from datasets.sources import WILDS_EVAL_SPLITS, WILDS_SPLITS, SourceError, register_source
 
-WILDS_SPLITS = ("train", "id_val", "id_test", "val", "test")
-WILDS_EVAL_SPLITS = {"id": "id_test", "ood": "test", "id_val": "id_val", "ood_val": "val"}
 IWILDCAM_DOWNLOAD = ("iWildCam-WILDS v2.0 (iwildcam_v2.0.tar.gz, from the WILDS download page or "
                      "`wilds.get_dataset('iwildcam', download=True)` on a machine with internet)")
 IWILDCAM_RESOLUTION = 448
