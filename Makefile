@@ -42,7 +42,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[test]'
 	touch $@
 
-$(NLTK_WORDNET): $(STAMP) datasets/hierarchy.py datasets/wordnet_setup.py
+$(NLTK_WORDNET): $(STAMP) datasets/hierarchy/__init__.py datasets/hierarchy/wordnet_setup.py
 	$(PY) -m datasets.hierarchy install-wordnet --nltk-data $(VENV)/nltk_data
 
 clean-venv:

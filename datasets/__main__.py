@@ -31,7 +31,7 @@ def parse_options(pairs: list[str]) -> dict:
 
 
 def prepare(args: argparse.Namespace) -> int:
-    from datasets.image_files import ImageFileSource
+    from datasets.readers.image_files import ImageFileSource
 
     start = time.monotonic()
     options = parse_options(args.option)
@@ -54,7 +54,7 @@ def prepare(args: argparse.Namespace) -> int:
 def fractaldb_grid(args: argparse.Namespace) -> int:
     from PIL import Image
 
-    from datasets.fractaldb import sample_grid
+    from datasets.generators.fractaldb import sample_grid
 
     grid = sample_grid(args.num_classes, args.per_class, args.resolution, args.seed, args.num_workers, args.color)
     Image.fromarray(grid).save(args.out)

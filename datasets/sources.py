@@ -13,7 +13,7 @@ from typing import Callable
 
 import numpy as np
 
-from datasets.beton import beton_path
+from datasets.storage.beton import beton_path
 
 SOURCES: dict[str, Callable[..., "Source"]] = {}
 
@@ -23,8 +23,8 @@ WILDS_EVAL_SPLITS = {"id": "id_test", "ood": "test", "id_val": "id_val", "ood_va
 
 # Modules whose import registers sources (imported on the first `get_source`, keeping `import
 # datasets` light: none of them imports torch or FFCV at module level).
-SOURCE_MODULES = ("datasets.synthetic", "datasets.fractaldb", "datasets.imagenet", "datasets.inat",
-                  "datasets.wilds", "datasets.domainnet")
+SOURCE_MODULES = ("datasets.generators.synthetic", "datasets.generators.fractaldb", "datasets.readers.imagenet",
+                  "datasets.readers.inat", "datasets.readers.wilds", "datasets.readers.domainnet")
 
 
 class SourceError(ValueError):

@@ -232,7 +232,7 @@ def _run(spec: SweepSpec, grid: list[dict], target: Source, sources: dict[str, S
     from ray import tune
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
-    from datasets.beton import cache_root
+    from datasets.storage.beton import cache_root
     from engine.provenance import git_sha
     from engine.trainable import FAULT_ENV, RunContext, train_cell
 

@@ -20,7 +20,7 @@ from filelock import FileLock
 from ray import tune
 
 from datasets import get_source
-from datasets.loaders import make_loader, shared_loader
+from datasets.storage.loaders import make_loader, shared_loader
 from datasets.interventions import build_subset, domain_rows
 from engine.archs import build_model, replace_head
 from engine.loops import evaluate, finetune_optimizer, pretrain_optimizer, train_epoch

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 from datasets import SourceError, get_source
-from datasets.beton import read_labels
+from datasets.storage.beton import read_labels
 from datasets.interventions import InterventionError, build_subset
-from datasets.loaders import make_loader
+from datasets.storage.loaders import make_loader
 
 SMALL_CAM = dict(num_classes=6, train_size=120, eval_size=40, test_size=40)
 SMALL_NET = dict(num_classes=10, images_per_class=12, val_per_class=3)

@@ -70,7 +70,7 @@ def test_small_inputs_adapt_the_stem_and_alexnet_refuses():
 def test_training_loop_learns_on_real_data():
     """A few epochs on a .beton of synthnet: the loss falls and accuracy beats chance."""
     from datasets import get_source
-    from datasets.loaders import make_loader
+    from datasets.storage.loaders import make_loader
     from engine.loops import evaluate, finetune_optimizer, train_epoch
 
     torch.manual_seed(0)

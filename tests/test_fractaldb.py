@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from datasets import get_source
-from datasets.beton import read_labels
-from datasets.fractaldb import WEIGHTS, filling_rate, render_instance, search_systems
+from datasets.storage.beton import read_labels
+from datasets.generators.fractaldb import WEIGHTS, filling_rate, render_instance, search_systems
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -1,4 +1,4 @@
-"""WordNet access (datasets/wordnet_setup.py) and the ImageNet label contraction (datasets/hierarchy.py)."""
+"""WordNet access (datasets/hierarchy/wordnet_setup.py) and the ImageNet label contraction (datasets/hierarchy/)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from datasets import hierarchy, wordnet_setup
+from datasets import hierarchy
+from datasets.hierarchy import wordnet_setup
 from datasets.hierarchy import (
     hypernym_path,
     imagenet_superclasses,

@@ -1,4 +1,4 @@
-"""Invariants of every intervention (datasets/interventions.py, datasets/breeds.py).
+"""Invariants of every intervention (datasets/interventions/).
 
 The sources here are label-only stand-ins (no images): the real 1000 ILSVRC-2012 wnids, an
 iNaturalist-like species list with supercategories, a DomainNet-like multi-domain source, and
@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from datasets import Source, get_source
-from datasets.breeds import INAT_SUPERCATEGORIES, breeds_table, resolve_imagenet_name
+from datasets.interventions.breeds import INAT_SUPERCATEGORIES, breeds_table, resolve_imagenet_name
 from datasets.hierarchy import imagenet_superclasses, imagenet_wnids, is_under
 from datasets.interventions import InterventionError, Subset, build_subset, domain_rows
 

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from datasets import SourceError, get_source
-from datasets.beton import beton_path, read_labels
+from datasets.storage.beton import beton_path, read_labels
 from layouts import (DOMAINNET_CLASSES, INAT_SPECIES, IWILDCAM_COUNTS, WNIDS, add_corrupt_images, class_color,
                      write_domainnet, write_folder, write_imagenet, write_inat2017, write_iwildcam)
 
@@ -50,7 +50,7 @@ def test_imagenet_layout_and_corrupt_images(data_root):
 
 
 def test_beton_round_trip_keeps_labels_row_for_row(data_root):
-    from datasets.loaders import make_loader
+    from datasets.storage.loaders import make_loader
 
     src = get_source("imagenet", data_root)
     path = src.beton("train", 32)
@@ -92,7 +92,7 @@ def test_iwildcam_stores_whole_frames_as_squares(tmp_path):
     """A wide camera-trap frame is squeezed to a square, as WILDS' Resize((448, 448)), never centre-cropped."""
     from PIL import Image
 
-    from datasets.image_files import ImageFiles
+    from datasets.readers.image_files import ImageFiles
 
     frame = np.zeros((36, 64, 3), dtype=np.uint8)  # 16:9; red left edge, blue right edge, as animals at the borders
     frame[:, :8] = (255, 0, 0)

@@ -11,18 +11,10 @@ import functools
 
 import numpy as np
 
-from datasets.interventions import (
-    InterventionError,
-    Subset,
-    class_rows,
-    draw,
-    fill_balanced,
-    register_intervention,
-    spread,
-    subset_from_rows,
-)
+from datasets.interventions.core import InsufficientData, InterventionError, Subset, register_intervention
+from datasets.interventions.sampling import class_rows, draw, fill_balanced, spread, subset_from_rows
 from datasets.sources import Source
-from datasets.wordnet_setup import package_data
+from datasets.hierarchy.wordnet_setup import package_data
 
 BREEDS_FILE = "breeds_table.txt"
 # PAPER.md section 4 item 4b: iNaturalist's diversity superclasses, in the paper's order (= label order).
@@ -120,7 +112,7 @@ def _breeds_diversity(src: Source, p: float, seed: int, budget: int, replace: bo
     totals = np.array([sum(len(groups[index[w]]) for _, w in chosen) for chosen in chosen_rows])
     if not replace and np.any(totals < share):
         s = int(np.argmax(totals < share))
-        raise InterventionError(
+        raise InsufficientData(
             f"diversity: value={p} ({m} subclasses per superclass) at budget={budget} gives '{table[s][0]}' "
             f"{share[s]} images but its {m} subclasses of seed {seed} have {totals[s]}; choose a budget of at most "
             f"{int(totals.min()) * len(table)}, or pass replace=True to draw short subclasses with replacement"

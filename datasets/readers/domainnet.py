@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from datasets.image_files import ImageFileSource, Scan, cached_scan, file_sizes, find_dataset_dir
+from datasets.readers.image_files import ImageFileSource, Scan, cached_scan, file_sizes, find_dataset_dir
 from datasets.sources import SourceError, register_source
 
 DOMAINNET_DOMAINS = ("clipart", "infograph", "painting", "quickdraw", "real", "sketch")

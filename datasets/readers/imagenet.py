@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from datasets.image_files import ImageFileSource, Scan, cached_scan, find_dataset_dir, list_images, list_subfolders
+from datasets.readers.image_files import ImageFileSource, Scan, cached_scan, find_dataset_dir, list_images, list_subfolders
 from datasets.sources import SourceError, register_source
 
 IMAGENET_DOWNLOAD = ("ILSVRC2012 train and val from image-net.org (ILSVRC2012_img_train.tar, ILSVRC2012_img_val.tar), "

@@ -4,7 +4,7 @@
 (5/17/37/85/232 classes at depth 2/4/5/6/7 for ImageNet-1k). Every walk up the hierarchy
 breaks ties by the smallest synset name, because nltk 3.10 builds hypernym lists from sets,
 so their order (and "the first hypernym") changes with PYTHONHASHSEED. The offline reader
-itself (``wordnet()``, installing WordNet) lives in ``datasets.wordnet_setup`` and is
+itself (``wordnet()``, installing WordNet) lives in ``datasets.hierarchy.wordnet_setup`` and is
 re-exported here.
 
 Command line::
@@ -24,7 +24,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from datasets.wordnet_setup import (  # re-exported: `from datasets.hierarchy import wordnet` is public API
+from datasets.hierarchy.wordnet_setup import (  # re-exported: `from datasets.hierarchy import wordnet` is public API
     SYSTEM_WORDNET_DIR,
     _first_line,
     install_wordnet,

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from datasets.image_files import ImageFileSource, Scan, cached_scan, file_sizes, find_dataset_dir
+from datasets.readers.image_files import ImageFileSource, Scan, cached_scan, file_sizes, find_dataset_dir
 from datasets.sources import WILDS_EVAL_SPLITS, WILDS_SPLITS, SourceError, register_source
 
 IWILDCAM_DOWNLOAD = ("iWildCam-WILDS v2.0 (iwildcam_v2.0.tar.gz, from the WILDS download page or "

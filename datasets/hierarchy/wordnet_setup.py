@@ -75,7 +75,7 @@ def cache_nltk_data_dir() -> Path:
 
 def package_data(name: str):
     """A file of this package's ``data/`` folder (works from a wheel or a checkout)."""
-    return importlib.resources.files(__package__ or "datasets").joinpath("data", name)
+    return importlib.resources.files("datasets").joinpath("data", name)
 
 
 def _wordnet_files() -> tuple[str, ...]:

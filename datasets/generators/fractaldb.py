@@ -34,10 +34,10 @@ from pathlib import Path
 
 import numpy as np
 
-from datasets.beton import cache_root, cached_pickle, ensure_beton
-from datasets.render import stable_seed
+from datasets.storage.beton import cache_root, cached_pickle, ensure_beton
+from datasets.generators.render import stable_seed
 from datasets.sources import SourceError, register_source
-from datasets.synthetic import GeneratedSource
+from datasets.generators.synthetic import GeneratedSource
 
 SEARCH_CANVAS, SEARCH_POINTS, SEARCH_PAD = 512, 100_000, 6
 WEIGHTS = np.ones((25, 6))

@@ -36,7 +36,7 @@ from typing import Callable
 
 import numpy as np
 
-from datasets.beton import beton_path, cache_root, cached_pickle, ensure_beton, write_atomic
+from datasets.storage.beton import beton_path, cache_root, cached_pickle, ensure_beton, write_atomic
 from datasets.sources import Source, SourceError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")

@@ -1,7 +1,7 @@
 """The embedded sources: procedurally generated, deterministic by seed, sized by options.
 
 - `synthnet`: ImageNet-like pre-training data. Its classes are real ImageNet (WordNet) synsets,
-  animals and objects, drawn with the traits of `datasets.render`, so classes that share a
+  animals and objects, drawn with the traits of `datasets.generators.render`, so classes that share a
   WordNet ancestor share visual traits and every WordNet intervention runs on it unchanged.
 - `synthcam`: an iWildCam-like target. Animal species in front of camera-trap scenes (ground,
   sky, vegetation) under per-image lighting and night-time infrared, long-tailed, with each
@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from datasets.beton import ImageArrays, ensure_beton
-from datasets.render import class_traits, clutter_background, draw_object, hsv_to_rgb, stable_seed, to_uint8
+from datasets.storage.beton import ImageArrays, ensure_beton
+from datasets.generators.render import class_traits, clutter_background, draw_object, hsv_to_rgb, stable_seed, to_uint8
 from datasets.sources import WILDS_EVAL_SPLITS, Source, SourceError, register_source
 
 

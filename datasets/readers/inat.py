@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from datasets.image_files import ImageFileSource, Scan, cached_scan, file_sizes, find_dataset_dir
+from datasets.readers.image_files import ImageFileSource, Scan, cached_scan, file_sizes, find_dataset_dir
 from datasets.sources import SourceError, register_source
 
 INAT_DOWNLOAD = ("the iNaturalist 2017 competition files (train_val_images.tar.gz, train_val2017.zip with "

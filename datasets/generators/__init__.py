@@ -1,0 +1,1 @@
+"""Generated sources: procedural renderings (`synthnet`, `synthcam`, multi-domain) and FractalDB."""

@@ -1,0 +1,1 @@
+"""Storage and loading: the `.beton` cache (`beton.py`) and FFCV loaders over it (`loaders.py`)."""
