@@ -15,10 +15,10 @@ from analysis.transforms import TRANSFORMS
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m analysis", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m analysis", description=__doc__.splitlines()[0], allow_abbrev=False)
     sub = parser.add_subparsers(dest="command", required=True)
     rep = sub.add_parser(
-        "report",
+        "report", allow_abbrev=False,
         help="trend fits, effective robustness and the ID/OOD scatter of sweep results",
         description="Read Tune experiment dirs; write points.csv, trends.csv, residuals.csv, "
         "scatter/residuals/er_bars .png/.pdf and a self-contained report.html.",
@@ -30,14 +30,23 @@ def _parser() -> argparse.ArgumentParser:
         "--baseline", metavar="GROUP", default="scratch",
         help="group (or --baseline-file entry) whose trend ER is measured against",
     )
-    rep.add_argument("--group-by", metavar="COLUMN", default="group", help="column defining groups")
+    rep.add_argument(
+        "--group-by", metavar="COLUMN[,COLUMN]", default="group",
+        help="columns defining groups (default: target when several, pre-training source, intervention, value)",
+    )
+    rep.add_argument("--metric", choices=("f1", "acc"), default="f1", help="macro-F1 (default) or accuracy")
+    rep.add_argument(
+        "--ood", metavar="SET", default="ood",
+        help="OOD set: 'ood' (pooled, default) or a domain evaluated on its own, e.g. sketch (DomainNet)",
+    )
     rep.add_argument(
         "--baseline-file", metavar="PATH", default=None,
         help="YAML/JSON with trends given as parameters (name, slope, intercept, transform)",
     )
     rep.add_argument(
         "--residual-trend", metavar="GROUP", default=None,
-        help="trend of the residual-by-epoch check (default: 'full' when fitted, else --baseline)",
+        help="trend of the residual-by-epoch check (default: leave-one-architecture-out fits within the "
+        "'full' group, else the --baseline group)",
     )
     rep.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default 0)")
     rep.add_argument(
@@ -62,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         write_report(
             args.paths, args.out, args.transform, args.baseline, args.group_by,
             baseline_file=args.baseline_file, progress=args.progress, seed=args.seed,
-            residual_trend=args.residual_trend,
+            residual_trend=args.residual_trend, metric=args.metric, ood=args.ood,
         )
     except (OSError, ValueError) as exc:
         print(f"python -m analysis report: error: {exc}", file=sys.stderr)

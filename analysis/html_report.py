@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from analysis.findings import METRIC_NAMES
+
 _CSS = """
 body { font: 14px/1.45 -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; color: #222;
        max-width: 1100px; margin: 2em auto; padding: 0 1em; }
@@ -51,6 +53,10 @@ class ReportPage:
     seed: int = 0
     files: Sequence[str] = ()
     notes: Sequence[str] = field(default_factory=list)
+    findings: Sequence[str] = ()  # one sentence per group (``analysis.findings``)
+    metric: str = "f1"
+    ood_set: str = "ood"
+    selection: pd.DataFrame | None = None  # ``analysis.selection.model_selection``
 
 
 def render(page: ReportPage) -> str:
@@ -58,8 +64,11 @@ def render(page: ReportPage) -> str:
     parts = [
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
         "<title>Robustness report</title>", f"<style>{_CSS}</style></head><body>",
-        "<h1>Effective-robustness report</h1>", _overview(page),
+        "<h1>Effective-robustness report</h1>",
     ]
+    if page.findings:
+        parts.append("<h2>Findings</h2><ul>" + "".join(f"<li>{_e(f)}</li>" for f in page.findings) + "</ul>")
+    parts.append(_overview(page))
     if page.figures:
         parts.append("<h2>Figures</h2><div class='figs'>")
         for title, png, caption in page.figures:
@@ -69,7 +78,7 @@ def render(page: ReportPage) -> str:
                 f"<figcaption><b>{_e(title)}.</b> {_e(caption)}</figcaption></figure>"
             )
         parts.append("</div>")
-    parts += ["<h2>Trends per group</h2>", _trend_table(page), _excluded(page)]
+    parts += ["<h2>Trends per group</h2>", _trend_table(page), _selection(page), _excluded(page)]
     if page.notes:
         parts.append("<h2>Notes</h2><ul>" + "".join(f"<li>{_e(n)}</li>" for n in page.notes))
         parts.append("</ul>")
@@ -95,7 +104,8 @@ def _overview(page: ReportPage) -> str:
         ("axes / fit transform", _e(page.transform)),
         ("groups by", f"<code>{_e(page.group_by)}</code>"),
         ("ER baseline trend", _e(page.baseline)),
-        ("residual check against", _e(page.residual_trend or "none")),
+        ("scores", f"{_e(METRIC_NAMES.get(page.metric, page.metric))}; OOD set <code>{_e(page.ood_set)}</code>"),
+        ("residual check", _e(page.residual_trend or "skipped (see notes)")),
         ("bootstrap", f"{page.n_boot} resamples, seed {page.seed}, 95% percentile intervals"),
         ("generated", when),
     ]
@@ -107,10 +117,11 @@ def _trend_table(page: ReportPage) -> str:
     s = page.summary
     if s.empty:
         return "<p class='muted'>No finished points to fit yet.</p>"
+    name = "F1" if page.metric == "f1" else "acc."
     subset = [c for c in ("subset_images", "subset_classes") if c in s.columns]
     head = [
-        "group", "source", "points", "trials", *[c.replace("_", " ") for c in subset], "slope",
-        "intercept", "r²", "mean ID F1 (%)", "mean OOD F1 (%)", f"mean ER vs {page.baseline} (pp)",
+        "group", "trend", "points", "trials", *[c.replace("_", " ") for c in subset], "slope",
+        "intercept", "r²", f"mean ID {name} (%)", f"mean OOD {name} (%)", f"mean ER vs {page.baseline} (pp)",
         "95% CI (pp)",
     ]
     out = ["<table><tr>" + "".join(f"<th class='l'>{_e(h)}</th>" for h in head) + "</tr>"]
@@ -118,12 +129,13 @@ def _trend_table(page: ReportPage) -> str:
         g = str(r["group"])
         color = page.colors.get(g)
         swatch = f"<span class='swatch' style='background:{_css_color(color)}'></span>" if color else ""
+        few = " <span class='muted'>(few trials)</span>" if bool(r.get("few_trials")) is True else ""
         cells = [
-            f"<td class='l'>{swatch}{_e(g)}</td>", f"<td class='l'>{_e(r.get('source', 'fit'))}</td>",
+            f"<td class='l'>{swatch}{_e(g)}{few}</td>", f"<td class='l'>{_e(r.get('trend_origin', 'fit'))}</td>",
             _td(r["n"], "{:.0f}"), _td(r.get("n_trials"), "{:.0f}"),
             *[_td(r[c], "{:,.0f}") for c in subset],
             _td(r["slope"], "{:.3f}"), _td(r["intercept"], "{:.3f}"), _td(r["r2"], "{:.3f}"),
-            _td(100 * r["mean_id_f1"], "{:.1f}"), _td(100 * r["mean_ood_f1"], "{:.1f}"),
+            _td(100 * r["mean_id"], "{:.1f}"), _td(100 * r["mean_ood"], "{:.1f}"),
             _td(100 * r["mean_er"], "{:+.2f}"),
             f"<td>{_ci(r['er_ci_lo'], r['er_ci_hi'])}</td>",
         ]
@@ -132,8 +144,32 @@ def _trend_table(page: ReportPage) -> str:
     out.append(
         "<p class='muted'>Slope and intercept are in the fit's transformed space "
         f"({_e(page.transform)} for fitted groups; a given baseline's own transform). ER = OOD "
-        "minus the baseline trend's prediction; its CI resamples each group's points.</p>"
+        "minus the baseline trend's prediction; its CI resamples each group's trials (a trial's epochs stay "
+        "together). Subset sizes are the pre-training subset's (– for scratch or given weights). '(few trials)': "
+        "fewer than 3 trials, too few for a trustworthy fit or interval.</p>"
     )
+    return "\n".join(out)
+
+
+def _selection(page: ReportPage) -> str:
+    sel = page.selection
+    if sel is None or sel.empty:
+        return ""
+    x, y = f"id_{page.metric}", f"{page.ood_set}_{page.metric}"
+    head = ["group", "cell", "arch", "seed", "selected epoch", "OOD val F1 (%)", f"ID {page.metric} (%)",
+            f"OOD {page.metric} (%)", "last epoch", f"last ID {page.metric} (%)", f"last OOD {page.metric} (%)"]
+    out = ["<h2>WILDS model selection</h2>",
+           "<p>Per cell, the fine-tuning epoch with the best OOD validation macro-F1 (how WILDS selects iWildCam "
+           "models), its test scores, and the last epoch's. The trends above use every epoch.</p>",
+           "<table><tr>" + "".join(f"<th class='l'>{_e(h)}</th>" for h in head) + "</tr>"]
+    for _, r in sel.iterrows():
+        cells = [f"<td class='l'>{_e(_plain(r.get(c)))}</td>" for c in ("group", "cell_id", "arch", "seed")]
+        cells += [_td(r["selected_epoch"], "{:.0f}"), _td(100 * r["ood_val_f1"], "{:.1f}"),
+                  _td(100 * r[f"selected_{x}"], "{:.1f}"), _td(100 * r[f"selected_{y}"], "{:.1f}"),
+                  _td(r["last_epoch"], "{:.0f}"), _td(100 * r[f"last_{x}"], "{:.1f}"),
+                  _td(100 * r[f"last_{y}"], "{:.1f}")]
+        out.append("<tr>" + "".join(cells) + "</tr>")
+    out.append("</table>")
     return "\n".join(out)
 
 

@@ -1,11 +1,13 @@
 """The report's figures, sized for one paper column (3.3 in) and saved as PNG and PDF.
 
-- ``scatter_plot``: OOD vs ID macro-F1 on probit (or logit/linear) axes labelled in percent,
-  y = x, each group's points with its fitted line and shaded 95% bootstrap band, baselines
-  from a file drawn as lines alone.
+- ``scatter_plot``: OOD vs ID score (macro-F1 or accuracy) on probit (or logit/linear) axes
+  labelled in percent, y = x, each group's points with its fitted line and shaded 95% bootstrap
+  band, baselines from a file drawn as lines alone; one panel per pre-training source (or
+  target) when there are several, each with the baselines.
 - ``residual_plot``: residual (percentage points) against fine-tuning epoch, one line per
   architecture (paper Fig. 3).
 - ``er_bar_plot``: mean effective robustness per group (percentage points) with 95% CIs.
+- ``er_heatmap``: ID domain x OOD domain grid of effective robustness (DomainNet).
 
 Colours come from ``analysis.groups.group_colors``, so a group looks the same in every figure.
 Uses matplotlib's object API with the Agg canvas (no pyplot, no global backend switch), so it is
@@ -14,7 +16,7 @@ safe from servers and tests. Inputs are fractions; axes show percent / percentag
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +43,7 @@ from analysis.transforms import transform as _transform
 from analysis.trends import Trend
 
 __all__ = [
-    "BASELINE_COLOR", "FULL_COLOR", "SCRATCH_COLOR", "er_bar_plot", "group_colors",
+    "BASELINE_COLOR", "FULL_COLOR", "SCRATCH_COLOR", "er_bar_plot", "er_heatmap", "group_colors",
     "group_sort_key", "ordered_groups", "percent_ticks", "residual_plot", "scatter_plot",
 ]
 COLUMN_WIDTH_IN = 3.3
@@ -83,25 +85,35 @@ def scatter_plot(
     title: str | None = None,
     colors: Mapping[str, object] | None = None,
     file_trends: Mapping[str, Trend] | None = None,
+    x: str = "id_f1",
+    y: str = "ood_f1",
+    axis_names: tuple[str, str] = ("ID macro-F1", "OOD macro-F1"),
+    panels: Sequence[tuple[str, Sequence[str]]] | None = None,
+    flagged: Collection[str] = (),
 ) -> Path:
-    """Scatter of OOD vs ID macro-F1 per group with fitted trends; writes PNG and PDF.
+    """Scatter of OOD vs ID scores per group with fitted trends, one panel or several; PNG and PDF.
 
     Args:
-        points_df: one row per point with ``id_f1``, ``ood_f1`` (fractions) and ``group_col``.
-        trends: group -> fitted Trend (drawn across the plot); groups without one get points only.
+        points_df: one row per point with ``x``, ``y`` (fractions) and ``group_col``.
+        trends: group -> fitted Trend; baseline (scratch) and ``full`` lines span the axes, the
+            others stay over their own ID range; groups without one get points only.
         out_path: the PNG path; the PDF goes next to it with a ``.pdf`` suffix.
         bands: optional group -> (grid, lo, hi) from ``bootstrap_band``, drawn as shaded bands.
         colors: group -> colour (``group_colors`` of every group by default).
         file_trends: name -> Trend given as parameters (``analysis.baselines``), drawn as a
-            dash-dot line with no points and no band; the legend says "(given)".
+            dash-dot line with no points and no band in every panel; the legend says "(given)".
+        axis_names: what ``x`` and ``y`` are, for the axis labels.
+        panels: (title, groups) per panel, side by side with shared axes (e.g. one per
+            pre-training source, each with the baselines); default one panel with every group.
+        flagged: groups whose fit rests on few trials: "(few trials)" in the legend.
     Returns:
         The PNG path.
     """
     check_transform(transform)
     png = _png_path(out_path)
     file_trends = dict(file_trends or {})
-    tx = _t(points_df["id_f1"], transform)
-    ty = _t(points_df["ood_f1"], transform)
+    tx = _t(points_df[x], transform)
+    ty = _t(points_df[y], transform)
     ok = np.isfinite(tx) & np.isfinite(ty)
     if not ok.any():
         raise ValueError("no point with finite transformed ID and OOD scores to plot")
@@ -110,16 +122,44 @@ def scatter_plot(
     if colors is None:
         colors = group_colors(groups + [g for g in [*trends, *file_trends] if g not in groups],
                               baseline)
+    panels = list(panels) if panels else [(title or "", groups)]
+    ncols = min(3, len(panels))
+    nrows = -(-len(panels) // ncols)
+    fig = Figure(figsize=(COLUMN_WIDTH_IN * ncols, 3.4 * nrows), dpi=300)
+    FigureCanvasAgg(fig)
+    labels = points_df[group_col].astype(str).to_numpy()
+    for k, (panel_title, shown) in enumerate(panels):
+        ax = fig.add_subplot(nrows, ncols, k + 1)
+        _style(ax)
+        shown = [g for g in ordered_groups(shown, baseline) if g in groups or g in trends]
+        handles, names = _scatter_panel(ax, tx, ty, ok, labels, shown, trends, file_trends, bands, colors,
+                                        baseline, transform, xlim, ylim, flagged)
+        scale = "" if transform == "linear" else f", {transform} scale"
+        ax.set_xlabel(f"{axis_names[0]} (%{scale})", fontsize=FONT["label"])
+        ax.set_ylabel(f"{axis_names[1]} (%{scale})", fontsize=FONT["label"])
+        _legend(ax, handles, names)
+        if panel_title and len(panels) > 1:
+            ax.set_title(panel_title, fontsize=FONT["label"])
+    if title and len(panels) > 1:
+        fig.suptitle(title, fontsize=FONT["label"])
+    elif title:
+        fig.axes[0].set_title(title, fontsize=FONT["label"])
+    _save(fig, png)
+    return png
 
-    fig, ax = _figure(2.5)
+
+def _scatter_panel(ax, tx, ty, ok, labels, groups, trends, file_trends, bands, colors, baseline, transform,
+                   xlim, ylim, flagged) -> tuple[list, list]:
+    from analysis.groups import is_full, is_scratch, split_target
+
     diag = np.array([min(xlim[0], ylim[0]), max(xlim[1], ylim[1])])
     ax.plot(diag, diag, ls="--", lw=0.7, color="0.35", zorder=1)
-    labels = points_df[group_col].astype(str).to_numpy()
     xs = np.linspace(*xlim, 200)
     alpha = 0.8 if ok.sum() <= 300 else 0.55  # crowded plots: let overlapping points show
     handles, names = [], []
     for g in groups:
         color, mask = colors[g], ok & (labels == g)
+        spans = is_scratch(g) or is_full(g) or split_target(g)[1] == str(baseline)
         if bands and g in bands:
             grid, lo, hi = bands[g]
             ax.fill_between(
@@ -127,16 +167,15 @@ def scatter_plot(
                 color=color, alpha=0.18, lw=0, zorder=2,
             )
         ax.scatter(tx[mask], ty[mask], s=7, color=color, alpha=alpha, lw=0, zorder=3)
-        lw = 1.5 if g == baseline else 1.0
+        lw = 1.5 if spans else 1.0
         if g in trends:
             # Baseline trends span the axes, as the papers draw them; the other groups' lines
             # stay over their own ID range (with their bands) instead of extrapolating.
-            gx = xs if g in (baseline, "full") or not mask.any() else np.linspace(
-                tx[mask].min(), tx[mask].max(), 100)
+            gx = xs if spans or not mask.any() else np.linspace(tx[mask].min(), tx[mask].max(), 100)
             ax.plot(gx, _line(trends[g], gx, transform), color=color, lw=lw, zorder=4)
         handles.append(Line2D([], [], color=color, lw=lw if g in trends else 0, marker="o",
                               ms=3, mew=0))
-        names.append(g)
+        names.append(g + (" (few trials)" if g in flagged else ""))
     for name, t in file_trends.items():
         color = colors.get(name, "0.2")
         ax.plot(xs, _line(t, xs, transform), color=color, lw=1.5, ls="-.", zorder=4)
@@ -151,10 +190,47 @@ def scatter_plot(
         axis.set_major_locator(ticker.FixedLocator(pos))
         axis.set_major_formatter(ticker.FixedFormatter(text))
         axis.set_minor_locator(ticker.NullLocator())
-    scale = "" if transform == "linear" else f", {transform} scale"
-    ax.set_xlabel(f"ID macro-F1 (%{scale})", fontsize=FONT["label"])
-    ax.set_ylabel(f"OOD macro-F1 (%{scale})", fontsize=FONT["label"])
-    _finish(fig, ax, handles, names, title, png)
+    return handles, names
+
+
+def er_heatmap(table: pd.DataFrame, out_path: str | Path, baseline: str = "scratch",
+               title: str | None = None) -> Path:
+    """ID domain (rows) x OOD domain (columns) heat map of mean effective robustness; PNG and PDF.
+
+    Args:
+        table: rows = ID domains (targets), columns = OOD domains, values = mean ER (fractions)
+            of the pre-trained models against the ``baseline`` trend of that (ID, OOD) pair; NaN
+            where the pair does not exist (a domain is not its own OOD set). Drawn in percentage
+            points with a diverging colour map centred on 0 and each value written in its cell.
+    Returns:
+        The PNG path.
+    """
+    png = _png_path(out_path)
+    values = 100 * table.to_numpy(dtype=float)
+    finite = values[np.isfinite(values)]
+    if not finite.size:
+        raise ValueError("no (ID, OOD) domain pair has an effective robustness to draw")
+    lim = max(1.0, float(np.abs(finite).max()))
+    fig = Figure(figsize=(COLUMN_WIDTH_IN, 0.9 + 0.42 * len(table)), dpi=300)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    image = ax.imshow(np.ma.masked_invalid(values), cmap="RdBu", vmin=-lim, vmax=lim, aspect="auto")
+    for (i, j), v in np.ndenumerate(values):
+        if np.isfinite(v):
+            ax.text(j, i, f"{v:+.1f}", ha="center", va="center", fontsize=FONT["tick"],
+                    color="white" if abs(v) > 0.6 * lim else "black")
+    ax.set_xticks(range(table.shape[1]))
+    ax.set_xticklabels(table.columns, rotation=30, ha="right", fontsize=FONT["tick"])
+    ax.set_yticks(range(table.shape[0]))
+    ax.set_yticklabels(table.index, fontsize=FONT["tick"])
+    ax.set_xlabel("OOD domain", fontsize=FONT["label"])
+    ax.set_ylabel("ID domain (fine-tuned on)", fontsize=FONT["label"])
+    bar = fig.colorbar(image, ax=ax, fraction=0.05, pad=0.03)
+    bar.set_label(f"ER vs {baseline} (pp)", fontsize=FONT["tick"])
+    bar.ax.tick_params(labelsize=FONT["tick"])
+    if title:
+        ax.set_title(title, fontsize=FONT["label"])
+    _save(fig, png)
     return png
 
 
@@ -219,6 +295,7 @@ def er_bar_plot(
     colors: Mapping[str, object] | None = None,
     baseline: str = "scratch",
     title: str | None = None,
+    flagged: Collection[str] = (),
 ) -> Path:
     """Horizontal bars of each group's mean ER with its 95% CI; writes PNG and PDF.
 
@@ -247,14 +324,16 @@ def er_bar_plot(
     err = np.vstack([np.clip(m - lo, 0, None), np.clip(hi - m, 0, None)])
     bar_colors = [colors.get(g, "0.5") for g in groups]
     bars = ax.barh(y, m, height=0.7, color=bar_colors, edgecolor="0.2", lw=0.4, zorder=2)
+    from analysis.groups import split_target
+
     for bar, g in zip(bars, groups, strict=True):
-        if g == baseline:
+        if split_target(g)[1] == baseline:
             bar.set_hatch("////")
             bar.set_alpha(0.6)
     ax.errorbar(m, y, xerr=err, fmt="none", ecolor="0.1", elinewidth=0.8, capsize=2, zorder=3)
     ax.axvline(0, color="0.35", lw=0.7, zorder=1)
     ax.set_yticks(y)
-    ax.set_yticklabels(groups)
+    ax.set_yticklabels([g + (" (few trials)" if g in flagged else "") for g in groups])
     ax.set_ylim(-0.6, len(groups) - 0.4)
     span = np.nanmax(np.abs(np.concatenate([lo, hi, m])))
     ax.set_xlim(min(0, np.nanmin(lo)) - 0.08 * span, max(0, np.nanmax(hi)) + 0.08 * span)
@@ -271,32 +350,46 @@ def _figure(axes_height_in: float) -> tuple[Figure, object]:
     fig = Figure(figsize=(COLUMN_WIDTH_IN, axes_height_in), dpi=300)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
+    _style(ax)
+    return fig, ax
+
+
+def _style(ax: object) -> None:
     ax.tick_params(labelsize=FONT["tick"], length=2.5, pad=2)
     ax.grid(alpha=0.25, lw=0.5)
     for side in ("top", "right"):
         ax.spines[side].set_visible(False)
-    return fig, ax
+
+
+def _legend(ax: object, handles: list, names: list, legend_title: str | None = None) -> None:
+    """Legend below the axes, never over the data."""
+    if not handles:
+        return
+    longest = max(len(n) for n in names)
+    ncol = 3 if longest <= 14 else 2 if longest <= 24 else 1
+    leg = ax.legend(
+        handles, names, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=ncol,
+        fontsize=FONT["legend"], frameon=False, handlelength=2.4, handletextpad=0.4,
+        columnspacing=1.0, borderaxespad=0.0, title=legend_title,
+        title_fontsize=FONT["legend"],
+    )
+    leg._legend_box.align = "left"
+
+
+def _save(fig: Figure, png: Path) -> None:
+    fig.savefig(png, bbox_inches="tight", pad_inches=0.02)
+    fig.savefig(png.with_suffix(".pdf"), bbox_inches="tight", pad_inches=0.02)
 
 
 def _finish(
     fig: Figure, ax: object, handles: list, names: list, title: str | None, png: Path,
     legend_title: str | None = None,
 ) -> None:
-    """Legend below the axes (never over the data), title, and both files."""
+    """Legend below the axes, title, and both files."""
     if title:
         ax.set_title(title, fontsize=FONT["label"])
-    if handles:
-        longest = max(len(n) for n in names)
-        ncol = 3 if longest <= 14 else 2 if longest <= 24 else 1
-        leg = ax.legend(
-            handles, names, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=ncol,
-            fontsize=FONT["legend"], frameon=False, handlelength=2.4, handletextpad=0.4,
-            columnspacing=1.0, borderaxespad=0.0, title=legend_title,
-            title_fontsize=FONT["legend"],
-        )
-        leg._legend_box.align = "left"
-    fig.savefig(png, bbox_inches="tight", pad_inches=0.02)
-    fig.savefig(png.with_suffix(".pdf"), bbox_inches="tight", pad_inches=0.02)
+    _legend(ax, handles, names, legend_title)
+    _save(fig, png)
 
 
 def _png_path(out_path: str | Path) -> Path:

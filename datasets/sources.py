@@ -23,7 +23,8 @@ WILDS_EVAL_SPLITS = {"id": "id_test", "ood": "test", "id_val": "id_val", "ood_va
 
 # Modules whose import registers sources (imported on the first `get_source`, keeping `import
 # datasets` light: none of them imports torch or FFCV at module level).
-SOURCE_MODULES = ("datasets.generators.synthetic", "datasets.generators.fractaldb", "datasets.readers.imagenet",
+SOURCE_MODULES = ("datasets.generators.synthetic", "datasets.generators.fractaldb", "datasets.generators.domains",
+                  "datasets.readers.imagenet",
                   "datasets.readers.inat", "datasets.readers.wilds", "datasets.readers.domainnet")
 
 
@@ -80,6 +81,21 @@ class Source:
     def domains(self, split: str) -> np.ndarray | None:
         """Per example of `split`: its domain name (DomainNet), or None for single-domain sources."""
         return None
+
+    def evaluation_sets(self) -> dict[str, tuple[str, np.ndarray | None]]:
+        """Metric prefix -> (split, rows or None for the whole split) of every evaluated set.
+
+        The `eval_splits`, plus, for a target whose OOD split holds several domains (DomainNet),
+        one set per domain, `ood_<domain>`: each OOD domain is its own OOD test set as well as
+        part of the pooled `ood` one.
+        """
+        sets: dict[str, tuple[str, np.ndarray | None]] = {p: (s, None) for p, s in self.eval_splits.items()}
+        ood = self.eval_splits.get("ood")
+        tags = self.domains(ood) if ood else None
+        if tags is not None:
+            for domain in sorted(set(tags.tolist())):
+                sets[f"ood_{domain}"] = (ood, np.flatnonzero(tags == domain))
+        return sets
 
     @property
     def num_classes(self) -> int:

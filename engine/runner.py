@@ -10,12 +10,14 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from engine.archs import check_arch
-from engine.spec import SweepSpec, cells
+from engine.cost import SOURCE_NOTE, estimate
+from engine.inputs import SCHEMA
+from engine.spec import SweepSpec, cells, describe_cell
 
 if TYPE_CHECKING:
     from datasets import Source
@@ -45,6 +47,18 @@ class RunOptions:
     verbose: int = 1
 
 
+@dataclass
+class Plan:
+    """A validated sweep: its cells and the sources they read, built once before Ray starts."""
+
+    grid: list[dict]
+    targets: dict[str, Source]                  # by target name
+    sources: dict[str, Source]                  # by pre-training source name
+    pretrain_images: dict[str, int | None]      # by cell id: images of its pre-training subset (0 for scratch)
+    missing: list[str] = field(default_factory=list)   # datasets not under --data-root (dry runs only)
+    dropped: list[str] = field(default_factory=list)   # grid entries a source cannot fill
+
+
 def storage_root(options: RunOptions) -> Path:
     raw = options.storage_path or os.environ.get("SWEEPS_STORAGE") or DEFAULT_STORAGE
     if "://" in raw:
@@ -59,14 +73,29 @@ def sweep_dir(spec: SweepSpec, options: RunOptions) -> Path:
     return storage_root(options) / (spec.name + ("-smoke" if spec.smoke else ""))
 
 
-def validate(spec: SweepSpec, options: RunOptions) -> tuple[list[dict], Source, dict[str, Source], dict[str, int]]:
-    """Everything that can be checked before Ray starts: archs, sources, subsets, resources.
+def _open(name: str, registered: str, options: dict, run: RunOptions, missing: list[str]) -> Source | None:
+    """The source, or None (noted in `missing`) when a dry run finds its data absent."""
+    from datasets import SourceError, get_source
 
-    Returns the cells, the target, the pre-training sources (built once, reused by the run) and
-    each cell's pre-training subset size in images (by cell id; 0 for scratch).
+    try:
+        return get_source(registered, run.data_root, **options)
+    except SourceError as error:
+        if not run.dry_run:
+            raise
+        missing.append(f"{name}: {error}")
+        return None
+
+
+def validate(spec: SweepSpec, options: RunOptions) -> Plan:
+    """Everything that can be checked before Ray starts: archs, precisions, sources, subsets, resources.
+
+    Builds every target and pre-training source once (the run reuses them) and every cell's
+    pre-training subset. A grid entry a source cannot fill (`InsufficientData`, e.g. 300K images
+    over 250 drawn classes of which one holds fewer than 1,200) is dropped with a printed line;
+    any other bad value is an error. With `--dry-run`, a dataset missing under `--data-root` is
+    listed as missing instead of stopping the preview.
     """
-    from datasets import get_source
-    from datasets.interventions import build_subset
+    from datasets.interventions import InsufficientData, build_subset
 
     if options.data_root is not None and not Path(options.data_root).is_dir():
         raise SweepError(f"--data-root {options.data_root}: no such directory; point it at the folder holding the datasets")
@@ -79,47 +108,84 @@ def validate(spec: SweepSpec, options: RunOptions) -> tuple[list[dict], Source, 
         check_arch(cell["arch"], cell["finetune_resolution"])
         if cell["pretrain_epochs"]:
             check_arch(cell["arch"], cell["pretrain_resolution"])
-    target = get_source(spec.target, options.data_root, **spec.target_options)
-    sources = {name: get_source(name, options.data_root, **spec.source_options.get(name, {})) for name in spec.sources}
+        if not options.gpus_per_trial and "fp16" in (cell["pretrain_precision"], cell["finetune_precision"]):
+            raise SweepError("the recipe's precision fp16 needs GPU trials (--gpus-per-trial > 0); on CPUs use bf16 or fp32")
+    missing: list[str] = []
+    targets = {t.name: _open(f"target {t.name}", t.registered, t.options, options, missing) for t in spec.all_targets()}
+    sources = {s: _open(f"source {s}", s, spec.source_options.get(s, {}), options, missing)
+               for s in spec.pretraining_sources()}
+    targets = {k: v for k, v in targets.items() if v is not None}
+    sources = {k: v for k, v in sources.items() if v is not None}
     if options.dry_run:  # a preview must not decode a million images: count every listed file instead
-        for src in (target, *sources.values()):
+        for src in (*targets.values(), *sources.values()):
             if hasattr(src, "unchecked"):
                 src.unchecked = True
-    pretrain_images = {cell["cell_id"]: 0 for cell in grid}
+    pretrain_images: dict[str, int | None] = {}
+    subsets: dict[tuple, object] = {}
+    dropped: dict[tuple, tuple[str, set]] = {}
     for cell in grid:
-        if cell["source"] in sources:
-            subset = build_subset(sources[cell["source"]], cell["intervention"], cell["value"], seed=cell["seed"],
-                                  **json.loads(cell["intervention_params"]))
-            pretrain_images[cell["cell_id"]] = len(subset.indices)
-    return grid, target, sources, pretrain_images
-
-
-def image_passes(cell: dict, pretrain_images: int, finetune_images: int, eval_images: int) -> float:
-    """Rough cost of a cell in training-image passes (an evaluation pass counts a third)."""
-    return cell["pretrain_epochs"] * pretrain_images + cell["finetune_epochs"] * (finetune_images + eval_images / 3)
+        if cell["intervention"] == "scratch" or cell["pretrain_weights"] is not None:
+            pretrain_images[cell["cell_id"]] = 0 if cell["intervention"] == "scratch" else None
+            continue
+        if cell["source"] not in sources:  # missing in a dry run
+            pretrain_images[cell["cell_id"]] = None
+            continue
+        entry = (cell["source"], cell["intervention"], json.dumps(cell["value"]), cell["intervention_params"])
+        key = (*entry, cell["seed"])
+        if key not in subsets:
+            try:
+                subsets[key] = len(build_subset(sources[cell["source"]], cell["intervention"], cell["value"],
+                                                seed=cell["seed"], **json.loads(cell["intervention_params"])).indices)
+            except InsufficientData as error:
+                subsets[key] = None
+                dropped.setdefault(entry, (str(error), set()))[1].add(cell["seed"])
+        pretrain_images[cell["cell_id"]] = subsets[key]
+    notes = []
+    if dropped:
+        for (source, intervention, value, params), (reason, seeds) in dropped.items():
+            extra = "" if params == "{}" else f" {params}"
+            note = (f"dropped from the grid: {source}/{intervention}={json.loads(value)}{extra} "
+                    f"(seed {', '.join(map(str, sorted(seeds)))}): {reason}")
+            print(note)
+            notes.append(note)
+        grid = [c for c in grid if (c["source"], c["intervention"], json.dumps(c["value"]), c["intervention_params"])
+                not in dropped]
+        if not any(c["intervention"] not in ("scratch", "full") for c in grid):
+            raise SweepError(f"sweep '{spec.name}': every value of its interventions was dropped (the sources cannot "
+                             f"fill them; first: {next(iter(dropped.values()))[0]})")
+    return Plan(grid, targets, sources, pretrain_images, missing, notes)
 
 
 def target_sizes(target: Source) -> tuple[int, int]:
     """(training images, evaluated images) of the fine-tuning target."""
-    return len(target.labels("train")), sum(len(target.labels(s)) for s in target.eval_splits.values())
+    evaluated = sum(len(target.labels(s)) for s in dict.fromkeys(s for s, _ in target.evaluation_sets().values()))
+    return len(target.labels("train")), evaluated
 
 
-def print_dry_run(spec: SweepSpec, grid: list[dict], target: Source, sources: dict[str, Source],
-                  pretrain_images: dict[str, int]) -> None:
-    sizes = target_sizes(target)
-    print(f"{'cell_id':16}  {'source':10} {'intervention':12} {'value':>8} {'pretrain imgs':>13}  {'arch':20} seed")
-    for c in grid:
-        print(f"{c['cell_id']:16}  {c['source']:10} {c['intervention']:12} {str(c['value']):>8} "
-              f"{pretrain_images[c['cell_id']]:>13}  {c['arch']:20} {c['seed']}")
-    passes = sum(image_passes(c, pretrain_images[c["cell_id"]], *sizes) for c in grid)
-    pending = [s.name for s in (target, *sources.values()) if getattr(s, "unchecked", False)
+def print_dry_run(spec: SweepSpec, plan: Plan, options: RunOptions) -> None:
+    sizes = {name: target_sizes(t) for name, t in plan.targets.items()}
+    several = len(spec.all_targets()) > 1
+    print(f"{'cell_id':16}  {'target ' if several else ''}{'source':12} {'intervention':12} {'value':>8} "
+          f"{'pretrain imgs':>13}  {'arch':20} seed")
+    for c in plan.grid:
+        images = plan.pretrain_images.get(c["cell_id"])
+        shown = "given" if c["pretrain_weights"] else "?" if images is None else str(images)
+        where = f"{c['target']:<22} " if several else ""
+        print(f"{c['cell_id']:16}  {where}{c['source']:12} {c['intervention']:12} {str(c['value']):>8} "
+              f"{shown:>13}  {c['arch']:20} {c['seed']}")
+    pending = [s.name for s in (*plan.targets.values(), *plan.sources.values()) if getattr(s, "unchecked", False)
                and not all(s.skipped_log(split).exists() for split in s.splits)]
     if pending:
         print(f"not yet checked for unreadable images, so counted with every listed file: {', '.join(pending)} "
               "(`python -m datasets prepare SOURCE --data-root DIR` checks and converts them)")
-    print(f"{len(grid)} cells in '{spec.name}'; ~{passes / 1e6:.2f} M image passes "
-          f"(at ~200 images/s per CPU core at 32 px: ~{passes / 200 / 3600:.2f} core-hours; cells that share a "
-          "pre-trained model pay for it once, so this is an upper bound)")
+    for line in plan.missing:
+        print(f"missing (not counted in the cost): {line}")
+    cost = estimate(plan.grid, {k: v or 0 for k, v in plan.pretrain_images.items()}, sizes)
+    print(f"{len(plan.grid)} cells in '{spec.name}'; ~{cost['passes'] / 1e6:.2f} M image passes")
+    print(f"  CPU: ~{cost['cpu_core_hours']:.2f} core-hours at ~200 images/s per core (the embedded 32-px models)")
+    if options.data_root is not None:
+        print(f"  GPU: ~{cost['gpu_hours']:.1f} GPU-hours; {SOURCE_NOTE}")
+    print("  cells that share a pre-trained model pay for it once, so these are upper bounds")
 
 
 def _lock(directory: Path) -> Path:
@@ -185,13 +251,40 @@ def _experiments(directory: Path) -> list[Path]:
     return sorted(p for p in directory.glob("exp-[0-9][0-9][0-9]") if p.is_dir())
 
 
-def _cells_in(experiment: Path) -> set[str]:
-    """Cell ids of every trial Tune's latest snapshot of `experiment` knows, pending ones included."""
+def _configs_in(experiment: Path) -> list[dict]:
+    """Configs of every trial Tune's latest snapshot of `experiment` knows, pending ones included."""
     states = sorted(experiment.glob("experiment_state-*.json"))
     if not states:
-        return set()
+        return []
     trials = json.loads(states[-1].read_text())["trial_data"]
-    return {json.loads(state)["config"]["cell_id"] for state, _ in trials}
+    return [json.loads(state)["config"] for state, _ in trials]
+
+
+def _schema(config: dict) -> int:
+    return int(config.get("schema") or 1)  # the first version wrote no schema
+
+
+def report_other_schemas(directory: Path, storage: Path) -> set[Path]:
+    """Print one line per place holding cells or pre-trained models of another config schema; return
+    the experiments made under another schema (they are not restored: their cells run again)."""
+    stale = set()
+    for experiment in _experiments(directory):
+        other = [c for c in _configs_in(experiment) if _schema(c) != SCHEMA]
+        if other:
+            stale.add(experiment)
+            print(f"{experiment}: {len(other)} cells were recorded under config schema "
+                  f"{sorted({_schema(c) for c in other})[0]} (this version writes schema {SCHEMA}); they stay on "
+                  "disk but are not reused, and their cells run again under the new schema")
+    old = 0
+    for meta in (storage / "pretrained").glob("*/meta.json"):
+        try:
+            old += json.loads(meta.read_text()).get("schema", 1) != SCHEMA
+        except (OSError, json.JSONDecodeError):
+            continue
+    if old:
+        print(f"{storage / 'pretrained'}: {old} pre-trained models were made under an older config schema "
+              f"(this version writes schema {SCHEMA}); they are not reused")
+    return stale
 
 
 def trial_dirname(trial) -> str:
@@ -199,16 +292,15 @@ def trial_dirname(trial) -> str:
 
 
 def trial_name(trial) -> str:
-    c = trial.config
-    return f"{c['arch']}-{c['intervention']}-{c['value']}-s{c['seed']}"
+    return describe_cell(trial.config)
 
 
 def run_sweep(spec: SweepSpec, options: RunOptions | None = None) -> Path:
     """Run or resume every cell of `spec`; returns the sweep directory."""
     options = options or RunOptions()
-    grid, target, sources, pretrain_images = validate(spec, options)
+    plan = validate(spec, options)
     if options.dry_run:
-        print_dry_run(spec, grid, target, sources, pretrain_images)
+        print_dry_run(spec, plan, options)
         return sweep_dir(spec, options)
 
     directory = sweep_dir(spec, options)
@@ -219,13 +311,12 @@ def run_sweep(spec: SweepSpec, options: RunOptions | None = None) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     lock = _lock(directory)
     try:
-        return _run(spec, grid, target, sources, pretrain_images, options, directory, lock)
+        return _run(spec, plan, options, directory, lock)
     finally:
         lock.unlink(missing_ok=True)
 
 
-def _run(spec: SweepSpec, grid: list[dict], target: Source, sources: dict[str, Source],
-         pretrain_images: dict[str, int], options: RunOptions, directory: Path, lock: Path) -> Path:
+def _run(spec: SweepSpec, plan: Plan, options: RunOptions, directory: Path, lock: Path) -> Path:
     for key, value in TUNE_ENV.items():
         os.environ.setdefault(key, value)
     import ray
@@ -237,14 +328,18 @@ def _run(spec: SweepSpec, grid: list[dict], target: Source, sources: dict[str, S
     from engine.trainable import FAULT_ENV, RunContext, train_cell
 
     # Write the data files once here (with a progress bar) rather than in racing trials.
-    for split in target.splits:
-        target.beton(split, spec.recipe.finetune_resolution, num_workers=int(options.cpus_per_trial))
-    for src in sources.values():
+    workers = int(options.cpus_per_trial)
+    for target in plan.targets.values():
+        for split in target.splits:
+            target.beton(split, spec.recipe.finetune_resolution, num_workers=workers)
+    for src in plan.sources.values():
         for split in ("train", src.holdout_split):  # what pre-training reads (DomainNet evaluates on "test")
-            src.beton(split, spec.recipe.pretrain_resolution, num_workers=int(options.cpus_per_trial))
+            src.beton(split, spec.recipe.pretrain_resolution, num_workers=workers)
 
+    stale = report_other_schemas(directory, storage_root(options))
     context = RunContext(storage=str(storage_root(options)), data_root=options.data_root,
-                         cache_dir=str(cache_root()), git_sha=git_sha())
+                         cache_dir=str(cache_root()), git_sha=git_sha(),
+                         weights=tuple((w.sha256, w.path) for w in spec.weights))
     trainable = tune.with_resources(tune.with_parameters(train_cell, context=context),
                                     {"cpu": options.cpus_per_trial, "gpu": options.gpus_per_trial})
     ray.init(address=options.address, include_dashboard=True, dashboard_host="127.0.0.1",
@@ -262,21 +357,25 @@ def _run(spec: SweepSpec, grid: list[dict], target: Source, sources: dict[str, S
         )
         known: set[str] = set()
         for experiment in _experiments(directory):
+            if experiment in stale:
+                continue
             if not tune.Tuner.can_restore(experiment):
                 # Killed before its first snapshot: nothing in it can be restored; its cells rerun.
                 experiment.rename(experiment.with_name(f"{experiment.name}.unrestorable-{int(time.time())}"))
                 continue
             print(f"resuming {experiment}")
             tune.Tuner.restore(str(experiment), trainable, resume_unfinished=True, resume_errored=True).fit()
-            known |= _cells_in(experiment)
+            known |= {c["cell_id"] for c in _configs_in(experiment)}
         # Longest cells first: with a few trial slots this shortens the sweep's tail.
-        sizes = target_sizes(target)
-        todo = sorted((c for c in grid if c["cell_id"] not in known), key=lambda c: -image_passes(c, pretrain_images[c["cell_id"]], *sizes))
+        sizes = {name: target_sizes(t) for name, t in plan.targets.items()}
+        cost = {c["cell_id"]: estimate([c], {k: v or 0 for k, v in plan.pretrain_images.items()}, sizes)["passes"]
+                for c in plan.grid}
+        todo = sorted((c for c in plan.grid if c["cell_id"] not in known), key=lambda c: -cost[c["cell_id"]])
         if todo:
             name = f"exp-{len(_experiments(directory)):03d}"
             while (directory / name).exists():
                 name = f"exp-{int(name[4:]) + 1:03d}"
-            print(f"running {len(todo)} new cells of {len(grid)} in {directory / name}")
+            print(f"running {len(todo)} new cells of {len(plan.grid)} in {directory / name}")
             tuner = tune.Tuner(
                 trainable,
                 # Each cell is a preset point; the placeholders make every key a known search key.

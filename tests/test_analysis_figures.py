@@ -52,8 +52,9 @@ def test_every_plot_is_written_as_png_and_pdf(report):
         assert png.stat().st_size > 15_000, name
         assert pdf.read_bytes()[:5] == b"%PDF-" and pdf.stat().st_size > 5_000, name
         width, height = png_size(png)
-        # 3.3 in at 300 dpi (a paper column), plus tick labels; never a huge canvas.
-        assert 800 <= width <= 1300 and 400 <= height <= 1300, (name, width, height)
+        # 3.3 in at 300 dpi (a paper column) per panel, plus tick labels; never a huge canvas.
+        panels = 2 if name == "scatter" else 1  # two pre-training sources: one scatter panel each
+        assert 800 * panels <= width <= 1300 * panels and 400 <= height <= 1400, (name, width, height)
         img = matplotlib.image.imread(png)[..., :3]
         assert img.std() > 0.05, name  # not blank
         assert (img.mean(axis=2) > 0.97).mean() > 0.4, name  # mostly white background
@@ -72,22 +73,35 @@ def test_group_colours_are_shared_and_the_papers_blue_and_cyan(report):
     colors = group_colors(pd.read_csv(report / "points.csv")["group"].unique())
     # ... and the ER bars are filled with those colours: each must appear in the PNG.
     img = matplotlib.image.imread(report / "er_bars.png")[..., :3].reshape(-1, 3)
-    for g in ("full", "quantity=1000", "quantity=25000"):
+    for g in ("synthnet/full", "synthnet/quantity=1000", "synthnet/quantity=25000", "inat2017/quantity=1000"):
         dist = np.abs(img - np.array(to_rgb(colors[g]))).max(axis=1)
-        assert (dist < 0.02).sum() > 2000, g
+        assert (dist < 0.02).sum() > 1000, g
+    # each source's full baseline is a cyan, never the same as the other's
+    assert colors["inat2017/full"] == FULL_COLOR and colors["synthnet/full"] != FULL_COLOR
     html = (report / "report.html").read_text()
-    for g in ("scratch", "full", "quantity=1000"):
+    for g in ("scratch", "synthnet/full", "synthnet/quantity=1000"):
         from matplotlib.colors import to_hex
 
         assert f"background:{to_hex(colors[g])}'></span>{g}" in html
 
 
-def test_residuals_csv_per_architecture_and_epoch(report):
+def test_residuals_are_leave_one_architecture_out_within_the_full_group(report):
+    """Each architecture of a `full` group against a linregress of the group's other architectures."""
+    from scipy import stats
+
     res = pd.read_csv(report / "residuals.csv")
     assert set(res["arch"]) == set(ARCHS) and sorted(res["epoch"].unique()) == [1, 2, 3, 4]
-    assert (res["n"] == 1).all()  # the "full" group's own points: one seed per architecture
-    # Residuals of an OLS fit of those very points average to ~0 in probit space.
-    assert abs(res["mean"].mean()) < 0.01 and res["mean"].abs().max() < 0.05
+    assert (res["n"] == 1).all()  # one seed per architecture
+    points = pd.read_csv(report / "points.csv")
+    full = points[points["group"] == "inat2017/full"]  # the first full group in display order
+    for arch in ARCHS:
+        rest, mine = full[full["arch"] != arch], full[full["arch"] == arch].sort_values("epoch")
+        fit = stats.linregress(stats.norm.ppf(rest["id_f1"]), stats.norm.ppf(rest["ood_f1"]))
+        expected = mine["ood_f1"] - stats.norm.cdf(fit.intercept + fit.slope * stats.norm.ppf(mine["id_f1"]))
+        got = res[res["arch"] == arch].sort_values("epoch")["mean"]
+        np.testing.assert_allclose(got.to_numpy(), expected.to_numpy(), atol=1e-9)
+    html = (report / "report.html").read_text()
+    assert "leave-one-architecture-out" in html
 
 
 def test_residual_trend_can_be_chosen(sweep_dir, tmp_path):
@@ -98,9 +112,10 @@ def test_residual_trend_can_be_chosen(sweep_dir, tmp_path):
     res = pd.read_csv(tmp_path / "residuals.csv")
     points = pd.read_csv(tmp_path / "points.csv")
     scratch = points[(points["group"] == "scratch") & (points["status"] == "finished")]
-    expected = epoch_residuals(scratch, fit_trend(scratch["id_f1"], scratch["ood_f1"]))
+    full = points[points["group"] == "inat2017/full"]
+    expected = epoch_residuals(full, fit_trend(scratch["id_f1"], scratch["ood_f1"]))
     assert np.allclose(res["mean"], expected["mean"]) and len(res) == len(ARCHS) * EPOCHS
-    assert "against the scratch trend" in (tmp_path / "report.html").read_text()
+    assert "prediction of the scratch trend" in (tmp_path / "report.html").read_text()
     with pytest.raises(ValueError, match="--residual-trend 'nope' has no fitted or given trend; trends: .*scratch"):
         write_report([sweep_dir], out_dir=tmp_path / "x", residual_trend="nope")
 
@@ -116,9 +131,9 @@ def test_html_is_self_contained_with_plots_tables_and_exclusions(report, sweep_d
     crash = load_trials(sweep_dir).query("intervention == 'crash'").iloc[0]
     assert "Excluded trials (1)" in html and crash["trial_id"] in html
     assert "simulated crash in epoch 2" in html
-    assert str(sweep_dir) in html and "8 finished, 1 errored" in html
+    assert str(sweep_dir) in html and f"{N_OK} finished, 1 errored" in html
     trends = pd.read_csv(report / "trends.csv").set_index("group")
-    full = trends.loc["full"]
+    full = trends.loc["synthnet/full"]
     # Percent and percentage points on the page; fractions in the file.
     assert f"{100 * full['mean_er']:+.2f}" in html
     assert f"[{100 * full['er_ci_lo']:+.2f}, {100 * full['er_ci_hi']:+.2f}]" in html
@@ -130,17 +145,17 @@ def test_trends_csv_has_er_cis_and_subset_sizes(report):
     assert (trends["er_ci_lo"] <= trends["mean_er"]).all()
     assert (trends["mean_er"] <= trends["er_ci_hi"]).all()
     assert trends.loc["scratch", "er_ci_lo"] < 0 < trends.loc["scratch", "er_ci_hi"]
-    assert trends.loc["full", "er_ci_lo"] > 0.05  # clearly more robust than scratch
+    assert trends.loc["synthnet/full", "er_ci_lo"] > 0.05  # clearly more robust than scratch
     assert trends.loc["scratch", "subset_images"] == 0
-    assert trends.loc["quantity=25000", "subset_images"] == 25000
-    assert (trends["source"] == "fit").all() and (trends["transform"] == "probit").all()
-    assert (trends["n_trials"] == len(ARCHS)).all()
+    assert trends.loc["synthnet/quantity=25000", "subset_images"] == 25000
+    assert (trends["trend_origin"] == "fit").all() and (trends["transform"] == "probit").all()
+    assert (trends["n_trials"] == len(ARCHS)).all() and not trends["few_trials"].any()
 
 
 def test_errored_and_running_trials_are_reported(sweep_dir, tmp_path):
     exp = Path(shutil.copytree(sweep_dir / "exp-000", tmp_path / "demo" / "exp-000"))
     trials = load_trials(exp)
-    running = trials.query("status == 'finished' and intervention == 'quantity' and value == 1000")
+    running = trials.query("status == 'finished' and source == 'synthnet' and intervention == 'quantity' and value == 1000")
     running = running.iloc[0]
     running_id = running["trial_id"]
     # Still running: the state says RUNNING and only 2 of 4 epochs are in result.json.
@@ -162,10 +177,12 @@ def test_errored_and_running_trials_are_reported(sweep_dir, tmp_path):
     assert "Excluded trials (2)" in html
     assert re.search(rf"{running_id}</td><td class='l'>running", html)
     assert re.search(r"</td><td class='l'>errored", html)
-    assert "7 finished, 1 errored, 1 running" in html
+    assert f"{N_OK - 1} finished, 1 errored, 1 running" in html
     trends = pd.read_csv(out / "trends.csv").set_index("group")
-    assert trends.loc["quantity=1000", "n"] == EPOCHS  # only the group's finished trial
-    assert trends.loc["quantity=1000", "n_trials"] == 1
+    assert trends.loc["synthnet/quantity=1000", "n"] == (len(ARCHS) - 1) * EPOCHS  # only finished trials
+    assert trends.loc["synthnet/quantity=1000", "n_trials"] == len(ARCHS) - 1
+    assert trends.loc["synthnet/quantity=1000", "few_trials"]  # 2 trials: flagged ...
+    assert "(few trials)" in html  # ... in the table too
     assert trends["n"].sum() == (N_OK - 1) * EPOCHS
 
 
@@ -189,7 +206,7 @@ def test_baseline_file_as_the_er_baseline(sweep_dir, tmp_path):
     expected = points["ood_f1"] - given["imagenet"].predict(points["id_f1"])
     np.testing.assert_allclose(points["er"], expected, rtol=1e-12)
     trends = pd.read_csv(out / "trends.csv").set_index("group")
-    assert trends.loc["imagenet", "source"] == "file" and trends.loc["imagenet", "n"] == 0
+    assert trends.loc["imagenet", "trend_origin"] == "file" and trends.loc["imagenet", "n"] == 0
     assert trends.loc["imagenet", "slope"] == 0.95
     html = (out / "report.html").read_text()
     assert "it has no points and no bootstrap band" in html
@@ -272,5 +289,5 @@ def test_cli_with_baseline_file_and_errors(sweep_dir, tmp_path):
 def test_progress_bar_on_request(sweep_dir, capsys):
     load_experiments(sweep_dir, progress=True)
     assert "reading trials" in capsys.readouterr().err
-    load_experiments(sweep_dir)  # 9 trials: below the threshold, no bar
+    load_experiments(sweep_dir)  # 19 trials: below the threshold, no bar
     assert "reading trials" not in capsys.readouterr().err

@@ -20,14 +20,19 @@ from analysis.report import TREND_COLUMNS, add_group_column, group_label, write_
 
 REPO = Path(__file__).resolve().parents[1]
 EPOCHS = 4
-# (intervention, value) -> probit intercept of the group's true OOD-vs-ID line.
+# (source, intervention, value) -> probit intercept of the group's true OOD-vs-ID line. Two
+# pre-training sources, each with its own `full` baseline, so groups must never mix them.
 GROUPS = {
-    ("scratch", None): -0.8,
-    ("full", None): -0.3,
-    ("quantity", 1000): -0.6,
-    ("quantity", 25000): -0.45,
+    ("none", "scratch", None): -0.8,
+    ("synthnet", "full", None): -0.3,
+    ("synthnet", "quantity", 1000): -0.6,
+    ("synthnet", "quantity", 25000): -0.45,
+    ("inat2017", "full", None): -0.4,
+    ("inat2017", "quantity", 1000): -0.7,
 }
-ARCHS = ("resnet18", "mobilenet_v3_small")
+LABELS = {"scratch", "synthnet/full", "synthnet/quantity=1000", "synthnet/quantity=25000", "inat2017/full",
+          "inat2017/quantity=1000"}
+ARCHS = ("resnet18", "mobilenet_v3_small", "alexnet")
 N_OK = len(GROUPS) * len(ARCHS)
 
 
@@ -60,11 +65,11 @@ def _run_demo_sweep(tmp_path_factory):
         from ray import tune
         from scipy import stats
 
-        key = f"{config['intervention']}|{config['value']}|{config['arch']}"
+        key = f"{config['source']}|{config['intervention']}|{config['value']}|{config['arch']}"
         rng = np.random.default_rng(zlib.crc32(key.encode()))
         for epoch in range(1, config["pretrain_epochs"] + 1):
             tune.report({"phase": "pretrain", "epoch": epoch, "train_loss": 2.0 / epoch})
-        base = 0.25 + (0.1 if config["arch"] == "resnet18" else 0.0)
+        base = 0.25 + {"resnet18": 0.1, "alexnet": -0.05}.get(config["arch"], 0.0)
         scratch = config["intervention"] == "scratch"
         for epoch in range(1, config["finetune_epochs"] + 1):
             if config["intervention"] == "crash" and epoch == 2:
@@ -82,14 +87,13 @@ def _run_demo_sweep(tmp_path_factory):
                 }
             )
 
-    cells = [{"intervention": i, "value": v, "arch": a} for (i, v) in GROUPS for a in ARCHS]
-    cells.append({"intervention": "crash", "value": 5000, "arch": "resnet18"})
+    cells = [{"source": s, "intervention": i, "value": v, "arch": a} for (s, i, v) in GROUPS for a in ARCHS]
+    cells.append({"source": "synthnet", "intervention": "crash", "value": 5000, "arch": "resnet18"})
     for cell in cells:
         scratch = cell["intervention"] == "scratch"
         cell.update(
-            source="none" if scratch else "synthnet",
             pretrain_epochs=0 if scratch else 2,
-            ood_intercept=GROUPS.get((cell["intervention"], cell["value"]), -0.5),
+            ood_intercept=GROUPS.get((cell["source"], cell["intervention"], cell["value"]), -0.5),
         )
     # Keys every cell shares; points_to_evaluate fills in the rest, so params.json stays flat.
     space = {"sweep": "demo", "seed": 0, "target": "synthcam", "finetune_epochs": EPOCHS}
@@ -280,13 +284,34 @@ def test_missing_or_empty_paths_raise_naming_the_path(tmp_path):
 
 def test_group_labels():
     assert group_label("scratch", None) == "scratch"
-    assert group_label("full", None) == "full"
-    assert group_label("quantity", 25000) == "quantity=25000"
-    assert group_label("quantity", 25000.0) == "quantity=25000"
-    assert group_label("diversity", 0.33) == "diversity=0.33"
+    assert group_label("full", None, "imagenet") == "imagenet/full"
+    assert group_label("quantity", 25000, "imagenet") == "imagenet/quantity=25000"
+    assert group_label("quantity", 25000.0, "inat2017") == "inat2017/quantity=25000"
+    assert group_label("diversity", 0.33, "imagenet") == "imagenet/diversity=0.33"
     assert group_label("semantics", "animal") == "semantics=animal"
+    assert group_label("classes", 250, "imagenet", '{"budget":300000}') == "imagenet/classes=250 (budget=300000)"
     df = add_group_column(pd.DataFrame({"intervention": ["depth", "scratch"], "value": [5, None]}))
     assert list(df["group"]) == ["depth=5", "scratch"]
+
+
+def test_default_groups_never_mix_sources_targets_or_params():
+    rows = pd.DataFrame({
+        "source": ["imagenet", "inat2017", "imagenet", "inat2017", "none", "imagenet", "imagenet"],
+        "intervention": ["quantity", "quantity", "full", "full", "scratch", "classes", "classes"],
+        "value": [25000, 25000, None, None, None, 250, 250],
+        "intervention_params": ["{}", '{"num_classes":1000}', "{}", "{}", "{}", '{"budget":60000}',
+                                '{"budget":300000}'],
+        "target": ["iwildcam"] * 7,
+    })
+    assert list(add_group_column(rows)["group"]) == [
+        "imagenet/quantity=25000", "inat2017/quantity=25000", "imagenet/full", "inat2017/full", "scratch",
+        "imagenet/classes=250 (budget=60000)", "imagenet/classes=250 (budget=300000)"]
+    two_targets = rows.iloc[[2, 4, 2, 4]].assign(target=["domainnet-sketch"] * 2 + ["domainnet-real"] * 2)
+    assert list(add_group_column(two_targets)["group"]) == [
+        "domainnet-sketch: imagenet/full", "domainnet-sketch: scratch", "domainnet-real: imagenet/full",
+        "domainnet-real: scratch"]
+    several = add_group_column(rows, "source,intervention")["group"]
+    assert several.iloc[0] == "imagenet/quantity" and several.iloc[4] == "none/scratch"
 
 
 def test_write_report(sweep_dir, tmp_path, capsys):
@@ -300,11 +325,16 @@ def test_write_report(sweep_dir, tmp_path, capsys):
     assert len(points) == N_OK * EPOCHS + 1 and "er" in points.columns and "group" in points.columns
     trends = pd.read_csv(out / "trends.csv")
     assert list(trends.columns) == [*TREND_COLUMNS, "subset_images", "subset_classes"]
-    assert set(trends["group"]) == {"scratch", "full", "quantity=1000", "quantity=25000"}
+    assert set(trends["group"]) == LABELS  # two trends per value, two `full` baselines: sources never mix
     assert (trends["n"] == len(ARCHS) * EPOCHS).all()  # the errored trial is not in any fit
-    er = trends.set_index("group")["mean_er"]
+    by_group = trends.set_index("group")
+    assert by_group.loc["inat2017/full", "source"] == "inat2017" and by_group.loc["scratch", "source"] == "none"
+    assert (trends["trend_origin"] == "fit").all()
+    er = by_group["mean_er"]
     assert abs(er["scratch"]) < 0.02  # OLS residuals of the baseline average about zero
-    assert er["full"] > er["quantity=25000"] > er["quantity=1000"] > er["scratch"]
+    assert er["synthnet/full"] > er["synthnet/quantity=25000"] > er["synthnet/quantity=1000"] > er["scratch"]
+    assert er["inat2017/full"] > er["inat2017/quantity=1000"]
+    assert printed.splitlines()[0].startswith("inat2017/full") and "vs scratch" in printed.splitlines()[0]
     assert ((trends["r2"] > 0.5) & (trends["r2"] <= 1)).all()
 
     png = out / "scatter.png"
@@ -326,6 +356,7 @@ def test_report_default_out_dir_and_other_options(sweep_dir, tmp_path):
     assert trends["mean_er"].isna().all()  # no group called "full" when grouping by arch
     points = pd.read_csv(out / "points.csv")
     assert (points["group"] == points["arch"]).all() and (points["seed"] == 0).all()
+    assert set(points["source"]) == {"none", "synthnet", "inat2017"}
     assert find_experiments(tmp_path / "demo") == [exp.resolve()]  # report dir is ignored
 
 

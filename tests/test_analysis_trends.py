@@ -134,11 +134,38 @@ def test_bootstrap_mean_ci_matches_a_loop_and_is_reproducible():
     assert bootstrap_mean_ci([0.1]) == (0.1, 0.1)
 
 
+def looped_cluster_ci(values, clusters, n_boot=1000, seed=0):
+    """The trial bootstrap written as a loop: draw trials with replacement, pool their values, average."""
+    ids = sorted(set(clusters))
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, len(ids), size=(n_boot, len(ids)))
+    means = [np.concatenate([values[clusters == ids[k]] for k in row]).mean() for row in draws]
+    return tuple(np.percentile(means, [2.5, 97.5]))
+
+
+def test_cluster_bootstrap_resamples_trials():
+    from analysis.trends import bootstrap_cluster_mean_ci
+
+    rng = np.random.default_rng(0)
+    clusters = np.repeat([f"t{i}" for i in range(8)], rng.integers(1, 6, size=8))
+    values = rng.normal(0, 1, len(clusters)) + np.array([int(c[1:]) for c in clusters]) * 0.3
+    assert bootstrap_cluster_mean_ci(values, clusters, seed=4) == pytest.approx(looped_cluster_ci(values, clusters, seed=4))
+    # epochs of one trial move together: resampling trials gives a wider interval than resampling points
+    per_trial = np.repeat(rng.normal(0, 1, 10), 12) + rng.normal(0, 0.05, 120)
+    trials = np.repeat(np.arange(10), 12)
+    lo, hi = bootstrap_cluster_mean_ci(per_trial, trials, seed=1)
+    from analysis.trends import bootstrap_mean_ci
+
+    plo, phi = bootstrap_mean_ci(per_trial, seed=1)
+    assert hi - lo > 2.5 * (phi - plo)
+    assert bootstrap_cluster_mean_ci([0.2, 0.4], ["a", "a"]) == pytest.approx((0.3, 0.3))
+    assert np.isnan(bootstrap_cluster_mean_ci([np.nan], ["a"])[0])
+
+
 def test_group_summary_against_independent_computation():
     import pandas as pd
 
     from analysis.summary import TREND_COLUMNS, fit_groups, summarize_groups
-    from analysis.trends import bootstrap_mean_ci
 
     xs, ys = points(30, seed=5)
     xb, yb = points(30, seed=6)
@@ -148,7 +175,8 @@ def test_group_summary_against_independent_computation():
         "group": ["scratch"] * 30 + ["full"] * 30, "trial_id": [f"t{i // 3}" for i in range(60)],
     })
     trends = fit_groups(df, "probit")
-    table = summarize_groups(df, trends, trends["scratch"], seed=0).set_index("group")
+    baselines = {g: ("scratch", trends["scratch"]) for g in ("scratch", "full")}
+    table = summarize_groups(df, trends, baselines, seed=0).set_index("group")
     assert list(table.reset_index().columns) == TREND_COLUMNS
     assert list(table.index) == ["scratch", "full"]
     ref = stats.linregress(stats.norm.ppf(xb), stats.norm.ppf(yb))
@@ -157,17 +185,20 @@ def test_group_summary_against_independent_computation():
     assert row["intercept"] == pytest.approx(ref.intercept) and row["n"] == 30
     er = yb - stats.norm.cdf(trends["scratch"].intercept + trends["scratch"].slope * stats.norm.ppf(xb))
     assert row["mean_er"] == pytest.approx(er.mean())
-    assert (row["er_ci_lo"], row["er_ci_hi"]) == pytest.approx(bootstrap_mean_ci(er, seed=1))
-    assert row["er_ci_lo"] > 0.05 and row["n_trials"] == 10
+    # the CI resamples the group's 10 trials (3 epochs each), as a loop over trial draws computes it
+    trial_of = np.array([f"t{i // 3}" for i in range(30, 60)])
+    assert (row["er_ci_lo"], row["er_ci_hi"]) == pytest.approx(looped_cluster_ci(er, trial_of, seed=1))
+    assert row["er_ci_lo"] > 0.05 and row["n_trials"] == 10 and not row["few_trials"]
+    assert row["baseline"] == "scratch" and row["trend_origin"] == "fit"
     assert abs(table.loc["scratch", "mean_er"]) < 0.01
-    no_base = summarize_groups(df, trends, None)
+    no_base = summarize_groups(df, trends, {})
     assert no_base["mean_er"].isna().all() and no_base["er_ci_lo"].isna().all()
 
 
 def test_epoch_residuals_per_architecture():
     import pandas as pd
 
-    from analysis.residuals import epoch_residuals, residual_baseline
+    from analysis.residuals import epoch_residuals, loao_residuals, residual_subject
 
     trend = Trend(slope=1.0, intercept=-0.5, r2=1.0, n=10, transform="probit")
     rows = []
@@ -183,6 +214,29 @@ def test_epoch_residuals_per_architecture():
     np.testing.assert_allclose(r18["mean"], 0.021, atol=1e-12)
     np.testing.assert_allclose(r18["std"], 0.001, atol=1e-12)
     np.testing.assert_allclose(res[res["arch"] == "alexnet"]["min"], -0.01, atol=1e-12)
-    assert residual_baseline({"scratch": trend, "full": trend}, "scratch") == "full"
-    assert residual_baseline({"scratch": trend}, "scratch") == "scratch"
-    assert residual_baseline({}, "scratch") is None
+    assert residual_subject(["scratch", "inat2017/full", "imagenet/full"], "scratch") == "imagenet/full"
+    assert residual_subject(["scratch", "x/quantity=5"], "scratch") == "scratch"
+    assert residual_subject(["x/quantity=5"], "scratch") is None
+
+
+def test_leave_one_architecture_out_residuals_are_not_circular():
+    """Each architecture is checked against a fit of the others: an architecture that sits 5 pp above
+    the shared line shows +5 pp (a fit on all points would absorb part of it)."""
+    import pandas as pd
+    from scipy import stats
+
+    from analysis.residuals import loao_residuals
+
+    rows = []
+    for arch, shift in (("a", 0.0), ("b", 0.0), ("c", 0.05)):
+        for epoch in range(1, 7):
+            x = 0.2 + 0.05 * epoch + (0.01 if arch == "b" else 0.0)
+            line = stats.norm.cdf(0.9 * stats.norm.ppf(x) - 0.3)
+            rows.append({"arch": arch, "epoch": epoch, "id_f1": x, "ood_f1": line + shift})
+    res, unfit = loao_residuals(pd.DataFrame(rows), "probit")
+    assert unfit == []
+    np.testing.assert_allclose(res[res["arch"] == "c"]["mean"], 0.05, atol=1e-9)
+    # a and b lie on the line that b and c's fit does not match exactly: their residuals are small, not 0 by construction
+    assert (res[res["arch"] != "c"]["mean"].abs() < 0.05).all()
+    one = pd.DataFrame([r for r in rows if r["arch"] == "a"])
+    assert loao_residuals(one, "probit")[1] == ["a"]  # nothing left to fit

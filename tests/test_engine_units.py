@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -46,6 +47,7 @@ def test_pretrain_cache_key_includes_seed_but_not_finetuning():
     a = cells(spec())[1]
     assert pretrain_id({**a, "seed": 1}) != pretrain_id(a)
     assert pretrain_id({**a, "finetune_lr": 0.5, "target": "x"}) == pretrain_id(a)
+    assert pretrain_id(cells(spec())[0]) is None  # scratch: nothing pre-trained
 
 
 @pytest.mark.parametrize("name", sorted(ARCHS))
@@ -75,10 +77,11 @@ def test_training_loop_learns_on_real_data():
 
     torch.manual_seed(0)
     net = get_source("synthnet", num_classes=5, images_per_class=40, val_per_class=10)
-    train = make_loader(net.beton("train", 32), 20, 32, 1, train=True, seed=0)
+    train = make_loader(net.beton("train", 32), 20, 32, 1, train=True, seed=0, crop_scale=0.5)
     val = make_loader(net.beton("val", 32), 50, 32, 1, train=False)
     model = build_model("resnet18", 5, 32)
-    optimizer, scheduler = finetune_optimizer(model, {"finetune_lr": 1e-3, "finetune_weight_decay": 0.0}, len(train))
+    recipe = SimpleNamespace(optimizer="adam", lr=1e-3, weight_decay=0.0)
+    optimizer, scheduler = finetune_optimizer(model, recipe, len(train))
     losses = [train_epoch(model, train, optimizer, scheduler, None, torch.device("cpu"))["train_loss"]
               for _ in range(4)]
     metrics = evaluate(model, {"val": val}, torch.device("cpu"))

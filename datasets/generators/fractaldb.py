@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from datasets.storage.beton import cache_root, cached_pickle, ensure_beton
+from datasets.storage.beton import cache_root, cached_pickle
 from datasets.generators.render import stable_seed
 from datasets.sources import SourceError, register_source
 from datasets.generators.synthetic import GeneratedSource
@@ -197,23 +197,7 @@ class FractalDB(GeneratedSource):
 
     def _write(self, split: str, resolution: int, path: Path, num_workers: int) -> None:
         self.systems(num_workers)  # searched once here, with its own progress bar, before the writer forks
-        plan = self.plan(split)
-        n = len(plan["label"])
-        ensure_beton(path, lambda: FractalImages(self, split, plan, resolution), estimated_bytes=n * (resolution**2 * 3 + 64),
-                     max_resolution=resolution, num_workers=num_workers)
-
-
-class FractalImages:
-    """Renders on demand inside FFCV's writer processes: generation runs on `num_workers` cores."""
-
-    def __init__(self, src: FractalDB, split: str, plan: dict, resolution: int):
-        self.src, self.split, self.plan, self.resolution = src, split, plan, resolution
-
-    def __len__(self) -> int:
-        return len(self.plan["label"])
-
-    def __getitem__(self, i: int):
-        return self.src.render_one(self.split, i, self.plan, self.resolution), int(self.plan["label"][i])
+        super()._write(split, resolution, path, num_workers)
 
 
 def search_systems(seed: int, num_classes: int, threshold: float, num_workers: int = 1) -> list[np.ndarray]:

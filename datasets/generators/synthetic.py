@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from datasets.storage.beton import ImageArrays, ensure_beton
+from datasets.storage.beton import ensure_beton
 from datasets.generators.render import class_traits, clutter_background, draw_object, hsv_to_rgb, stable_seed, to_uint8
 from datasets.sources import WILDS_EVAL_SPLITS, Source, SourceError, register_source
 
@@ -44,18 +44,22 @@ class GeneratedSource(Source):
         raise NotImplementedError
 
     def _write(self, split: str, resolution: int, path: Path, num_workers: int) -> None:
-        from tqdm import tqdm
+        n = len(self.plan(split)["label"])
+        ensure_beton(path, lambda: RenderedImages(self, split, resolution), estimated_bytes=n * (resolution**2 * 3 + 64),
+                     max_resolution=resolution, num_workers=num_workers)
 
-        plan = self.plan(split)
-        n = len(plan["label"])
 
-        def make_dataset():
-            rows = tqdm(range(n), desc=f"rendering {self.name}/{split} at {resolution}px", unit="img", leave=False)
-            images = np.stack([self.render_one(split, i, plan, resolution) for i in rows])
-            return ImageArrays(images, plan["label"])
+class RenderedImages:
+    """A generated split rendered on demand inside FFCV's writer processes (on `num_workers` cores)."""
 
-        ensure_beton(path, make_dataset, estimated_bytes=n * (resolution**2 * 3 + 64), max_resolution=resolution,
-                     num_workers=num_workers)
+    def __init__(self, src: GeneratedSource, split: str, resolution: int):
+        self.src, self.split, self.plan, self.resolution = src, split, src.plan(split), resolution
+
+    def __len__(self) -> int:
+        return len(self.plan["label"])
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, int]:
+        return self.src.render_one(self.split, i, self.plan, self.resolution), int(self.plan["label"][i])
 
 
 def _wordnet_classes(pool: list[str], count: int, seed: int, what: str) -> list[str]:
@@ -95,6 +99,20 @@ def synthnet(data_root=None, num_classes: int = 50, images_per_class: int = 80, 
     classes = _wordnet_classes(imagenet_wnids(), num_classes, seed, "synthnet")
     options = dict(num_classes=num_classes, images_per_class=images_per_class, val_per_class=val_per_class, seed=seed)
     return SynthNet(name="synthnet", options=options, splits=("train", "val"), classes=classes,
+                    eval_splits={"val": "val"}, native_resolution=resolution)
+
+
+@register_source("synthnet_breeds")
+def synthnet_breeds(data_root=None, images_per_class: int = 30, val_per_class: int = 5, seed: int = 0,
+                    resolution: int = 32) -> SynthNet:
+    """`synthnet` over the 192 ImageNet classes of the BREEDS table (16 superclasses x 12), for `diversity`."""
+    from datasets.interventions.breeds import breeds_table
+
+    del data_root
+    classes = sorted(w for _, subclasses in breeds_table() for _, w in subclasses)
+    options = dict(num_classes=len(classes), images_per_class=images_per_class, val_per_class=val_per_class,
+                   seed=seed, classes="breeds")
+    return SynthNet(name="synthnet_breeds", options=options, splits=("train", "val"), classes=classes,
                     eval_splits={"val": "val"}, native_resolution=resolution)
 
 

@@ -15,6 +15,15 @@ def full(src: Source, value, seed: int) -> Subset:
     return subset_from_rows(labels, np.arange(len(labels)), np.arange(src.num_classes))
 
 
+@register_intervention("clip")
+def clip(src: Source, value, seed: int) -> Subset:
+    """The whole train split; pre-training pairs each image with captions of its class instead of
+    its label (contrastive image-text learning, `engine.clip`). Not random."""
+    labels = src.labels("train")
+    return subset_from_rows(labels, np.arange(len(labels)), np.arange(src.num_classes),
+                            supervision="captions of each image's class (CLIP-style contrastive)")
+
+
 @register_intervention("quantity")
 def quantity(src: Source, value: int, seed: int, num_classes: int | None = None, domain: str | None = None) -> Subset:
     """A class-balanced random subset of `value` images (no repeats).

@@ -77,6 +77,36 @@ def imagenet(data_root=None, max_resolution: int | None = None) -> ImageFileSour
                            root=root, scans={"train": scan["train"], "val": scan["val"]})
 
 
+STABLE_DIFFUSION_DOWNLOAD = ("Stable Diffusion generations of the 1000 ImageNet classes (the paper prompts each class "
+                             "with 80 templates), one sub-folder per wnid")
+FRACTALDB_DOWNLOAD = "FractalDB-1k (1000 classes x 1000 images) from the FractalDB project page (Kataoka et al.)"
+
+
+def _named_folder(data_root, path: str, name: str, what: str, download: str, **options) -> ImageFileSource:
+    base = None if data_root is None else Path(data_root).expanduser() / path
+    if base is None or not base.is_dir():
+        where = f"{base}/" if base else f"<data-root>/{path}/"
+        raise SourceError(f"{what} not found: put {download} in {where}<class>/ (or {where}train/<class>/ and "
+                          f"{where}val/<class>/), then pass --data-root")
+    return folder(data_root, path=path, name=name, **options)
+
+
+@register_source("stable_diffusion")
+def stable_diffusion(data_root=None, path: str = "stable_diffusion", val_fraction: float = 0.1, seed: int = 0,
+                     max_resolution: int | None = None) -> ImageFileSource:
+    """Stable Diffusion images of the ImageNet classes: a `folder` of wnid class folders under `<data_root>/<path>`."""
+    return _named_folder(data_root, path, "stable_diffusion", "Stable Diffusion images", STABLE_DIFFUSION_DOWNLOAD,
+                         val_fraction=val_fraction, seed=seed, max_resolution=max_resolution)
+
+
+@register_source("fractaldb1k")
+def fractaldb1k(data_root=None, path: str = "FractalDB-1k", val_fraction: float = 0.1, seed: int = 0,
+                max_resolution: int | None = None) -> ImageFileSource:
+    """The released FractalDB-1k, a `folder` of class folders under `<data_root>/<path>` (`fractaldb` generates it instead)."""
+    return _named_folder(data_root, path, "fractaldb1k", "FractalDB-1k", FRACTALDB_DOWNLOAD,
+                         val_fraction=val_fraction, seed=seed, max_resolution=max_resolution)
+
+
 def held_out(scan: Scan, fraction: float, seed: int) -> tuple[Scan, Scan]:
     """(train, val): per class, a seeded `fraction` of its images (at least one, when it has two) is val."""
     rng = np.random.default_rng(seed)

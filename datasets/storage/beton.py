@@ -44,19 +44,6 @@ def beton_path(source: str, split: str, resolution: int, content_hash: str) -> P
     return cache_root() / "betons" / f"{source}-{split}-{resolution}px-{content_hash[:16]}.beton"
 
 
-class ImageArrays:
-    """An indexable dataset of (uint8 HxWx3 image, int label) pairs, as FFCV's writer wants."""
-
-    def __init__(self, images: np.ndarray, labels: np.ndarray):
-        self.images, self.labels = images, labels
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, i: int) -> tuple[np.ndarray, int]:
-        return self.images[i], int(self.labels[i])
-
-
 def check_free_space(directory: Path, needed_bytes: int) -> None:
     """Raise a one-line error when `directory`'s disk has less than `needed_bytes` free (+10%)."""
     directory.mkdir(parents=True, exist_ok=True)

@@ -36,19 +36,23 @@ def make_loader(
     indices: np.ndarray | None = None,
     seed: int = 0,
     device: str = "cpu",
-    augment: bool = False,
+    crop_scale: float | None = None,
+    crop_ratio: float = 1.0,
 ):
     """An FFCV Loader yielding (float image batch NCHW normalised, int64 labels).
 
     The pipeline is a list, as in FFCV's examples; the GPU variant differs by `ToDevice`.
-    `augment` selects the ImageNet training recipe (random resized crop + flip); otherwise
-    the image is centre-cropped and resized, as WILDS fine-tunes (no augmentation).
+    `crop_scale` selects the ImageNet training augmentation: a random resized crop of area
+    fraction (crop_scale, 1) plus a horizontal flip (the reference recipe uses 0.08). Without it
+    the image is centre-cropped with `crop_ratio` of its shorter side and resized: 0.875 for
+    ImageNet evaluation (Resize(256) + CenterCrop(224)), 1.0 for the whole square frame as WILDS
+    fine-tunes (no augmentation).
     """
     size = (resolution, resolution)
-    if augment:
-        image_pipeline = [RandomResizedCropRGBImageDecoder(size, scale=(0.5, 1.0)), RandomHorizontalFlip()]
+    if crop_scale is not None:
+        image_pipeline = [RandomResizedCropRGBImageDecoder(size, scale=(crop_scale, 1.0)), RandomHorizontalFlip()]
     else:
-        image_pipeline = [CenterCropRGBImageDecoder(size, ratio=1.0)]
+        image_pipeline = [CenterCropRGBImageDecoder(size, ratio=crop_ratio)]
     on_gpu = device != "cpu"
     image_pipeline += [ToTensor()]
     if on_gpu:
