@@ -49,8 +49,8 @@ def finding_lines(table: pd.DataFrame, baseline: str) -> list[str]:
         verdict = ("" if few or lo is None or hi is None else " (above)" if lo > 0 else " (below)" if hi < 0
                    else " (CI includes 0)")
         few = f"; only {int(row['n_trials'])} trial(s): no verdict" if few else ""
-        lines.append(f"{group}{subset_text(row)}: ER {100 * mean:+.1f} pp{ci} vs {row.get('baseline') or baseline}"
-                     f"{verdict}{few}")
+        against = split_target(str(row.get("baseline") or baseline))[1]  # its own target's, as the group's prefix says
+        lines.append(f"{group}{subset_text(row)}: ER {100 * mean:+.1f} pp{ci} vs {against}{verdict}{few}")
     return lines
 
 

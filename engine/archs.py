@@ -9,7 +9,7 @@ Small inputs: torchvision's stems shrink the input 4x (ResNet, ResNeXt, DenseNet
 the image to less than one pixel per later stage, so the stem's stride is removed (maxpool first,
 then the first convolution's stride) until the stages get at least 8x8 (MobileNet-V3: 16x16).
 
-CLIP: `clip_vit_tiny` / `clip_vit_small` are small open_clip vision transformers (custom
+CLIP: `clip_vit_mini` / `clip_vit_tiny` / `clip_vit_small` are small open_clip vision transformers (custom
 configs in `engine.clip`) for CPU runs; any open_clip model name (`ViT-B-32`, `RN50`, ...) is
 looked up in open_clip's own registry on first use (its weights come from `--weights`).
 
@@ -97,7 +97,7 @@ def _clip_builder(name: str) -> Callable[[int, int], nn.Module]:
     return build
 
 
-for _name in ("clip_vit_tiny", "clip_vit_small"):
+for _name in ("clip_vit_mini", "clip_vit_tiny", "clip_vit_small"):
     register_arch(_name, Arch(_clip_builder(_name), "head", min_resolution=16, family="clip"))
 
 

@@ -11,16 +11,21 @@ import argparse
 import difflib
 import json
 import sys
+import warnings
 from dataclasses import replace
 from typing import Callable
 
 from engine.recipes import EMBEDDED_RECIPE, SMOKE_RECIPE
 from engine.spec import Arm, SweepSpec
 
-__all__ = ["EMBEDDED_ARCHS", "EMBEDDED_RECIPE", "RECIPE_HELP", "SMOKE_RECIPE", "SweepParser", "apply_flags", "embedded_help",
-           "parser", "sweep_main"]
+__all__ = ["EMBEDDED_ARCHS", "EMBEDDED_RECIPE", "EMBEDDED_SEEDS", "REAL_ARCHS", "RECIPE_HELP", "SMOKE_RECIPE",
+           "SweepParser", "apply_flags", "embedded_help", "parser", "sweep_main"]
 
 EMBEDDED_ARCHS = ("resnet18", "mobilenet_v3_small")
+# The papers' ImageNet architectures (torchvision), for the real-data sweeps.
+REAL_ARCHS = ("resnet50", "resnet18", "densenet121", "resnext50_32x4d", "mobilenet_v3_large", "alexnet")
+# Two seeds x two architectures: four trials per group, enough for a trial-resampled CI (three is the minimum).
+EMBEDDED_SEEDS = 2
 # --smoke: the smallest run that still generates data, trains, reports to Tune and fits trends.
 SMOKE_SOURCE_OPTIONS = {
     "synthnet": {"num_classes": 20, "images_per_class": 30, "val_per_class": 5},
@@ -42,10 +47,10 @@ Recipes. With --data-root: pre-training follows PyTorch's reference ImageNet rec
 architecture's own batch-norm momentum, bf16; MobileNet-V3 takes this SGD recipe too, since its own
 600-epoch RMSprop recipe cannot fit 90 epochs), fine-tuning WILDS' iWildCam defaults (Adam, lr 3e-5,
 no weight decay, batch 16, 12 epochs, 448 px, fp32). Scratch cells train with the fine-tuning recipe.
-Embedded default (no --data-root), scaled for 2 CPU cores: 32 px, 3 pre-training epochs with warm-up
-+ cosine (vs 90 step), crop scale (0.5, 1) (vs 0.08), batch-norm momentum 0.1, fine-tuning 4 epochs
-(vs 12) at lr 1e-3 (vs 3e-5) and batch 32, fp32. --smoke: 1 pre-training and 2 fine-tuning epochs,
-one architecture, one seed, two values, smaller data."""
+Embedded default (no --data-root), scaled for 2 CPU cores: two seeds (four trials per group), 32 px,
+3 pre-training epochs with warm-up + cosine (vs 90 step), crop scale (0.5, 1) (vs 0.08), batch-norm
+momentum 0.1, fine-tuning 4 epochs (vs 12) at lr 1e-3 (vs 3e-5) and batch 32, fp32. --smoke: 1
+pre-training and 2 fine-tuning epochs, one architecture, one seed, two values, smaller data."""
 
 
 def embedded_help(scaled: str) -> str:
@@ -163,7 +168,8 @@ def apply_flags(spec: SweepSpec, args: argparse.Namespace) -> SweepSpec:
     from engine.weights import parse_weights
 
     if args.smoke:
-        arms = tuple(replace(a, values=a.smoke_values or a.values[:2]) for a in spec.all_arms())
+        arms = tuple(replace(a, values=a.smoke_values or a.values[:2], params={**a.params, **a.smoke_params})
+                     for a in spec.all_arms())
         targets = tuple(replace(t, options={**t.options, **SMOKE_TARGET_OPTIONS.get(t.registered, {})})
                         for t in spec.all_targets()[:SMOKE_TARGETS])
         spec = replace(spec, smoke=True, archs=spec.archs[:1], seeds=1, arms=arms, intervention="", values=(),
@@ -202,6 +208,7 @@ def sweep_main(build: Callable[[argparse.Namespace], SweepSpec], description: st
     from engine.runner import RunOptions, run_sweep
 
     args = parser(description, epilog).parse_args(argv)
+    warnings.formatwarning = lambda message, category, *rest, **kw: f"warning: {message}\n"
     options = RunOptions(data_root=args.data_root, storage_path=args.storage_path, address=args.address,
                          cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
                          fresh=args.fresh, dry_run=args.dry_run)

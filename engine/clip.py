@@ -25,6 +25,8 @@ from torch import nn
 # Small open_clip configs: vision transformers with patch 4 for 32-px inputs, a 2-layer text tower.
 _TEXT = dict(context_length=16, vocab_size=49408, width=128, heads=4, layers=2)
 CONFIGS = {
+    "clip_vit_mini": dict(embed_dim=128, vision_cfg=dict(layers=2, width=128, head_width=32, mlp_ratio=2.0,
+                                                         patch_size=4), text_cfg=_TEXT),
     "clip_vit_tiny": dict(embed_dim=128, vision_cfg=dict(layers=4, width=128, head_width=32, mlp_ratio=2.0,
                                                          patch_size=4), text_cfg=_TEXT),
     "clip_vit_small": dict(embed_dim=128, vision_cfg=dict(layers=6, width=192, head_width=32, mlp_ratio=2.0,

@@ -79,6 +79,22 @@ def finetune_optimizer(model: nn.Module, inputs, steps_per_epoch: int):
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
 
 
+def training_state(model: nn.Module, optimizer, scheduler, scaler, epoch: int) -> dict:
+    """Everything a phase needs to continue after `epoch` (saved with every epoch's checkpoint)."""
+    return {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+            "scaler": scaler.state_dict(), "rng": torch.get_rng_state(), "epoch": epoch}
+
+
+def restore_training_state(state: dict, model: nn.Module, optimizer, scheduler, scaler) -> int:
+    """Load a `training_state` back; returns the number of finished epochs."""
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    scaler.load_state_dict(state["scaler"])
+    torch.set_rng_state(state["rng"])
+    return state["epoch"]
+
+
 def cross_entropy_step(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return nn.functional.cross_entropy(model(images), labels)
 

@@ -26,7 +26,15 @@ from torch import nn
 
 from engine.archs import build_model, get_arch, head_classes
 from engine.inputs import SCHEMA, PretrainInputs
-from engine.loops import cross_entropy_step, evaluate, grad_scaler, pretrain_optimizer, train_epoch
+from engine.loops import (
+    cross_entropy_step,
+    evaluate,
+    grad_scaler,
+    pretrain_optimizer,
+    restore_training_state,
+    train_epoch,
+    training_state,
+)
 from engine.weights import load_into, load_state_dict
 
 FAULT_ENV = "SWEEPS_FAULT_AT"  # testing hook: "pretrain:2" raises once before pre-training epoch 2
@@ -60,7 +68,7 @@ def _clip_model(inputs: PretrainInputs, classes: list[str]) -> nn.Module:
     from engine.clip import ClipPretraining, class_names
 
     if get_arch(inputs.arch).family != "clip":
-        raise ValueError(f"the clip objective needs a CLIP architecture (clip_vit_tiny, clip_vit_small or an open_clip "
+        raise ValueError(f"the clip objective needs a CLIP architecture (clip_vit_mini, clip_vit_tiny, clip_vit_small or an open_clip "
                          f"name), not {inputs.arch}")
     return ClipPretraining(inputs.arch, inputs.resolution, class_names(classes))
 
@@ -168,13 +176,8 @@ def _train(inputs: PretrainInputs, cache: Path, context: RunContext, cpus: int, 
     scaler = grad_scaler(device, inputs.precision)
     state_file, start = cache / "state.pt", 0
     if state_file.exists():  # a killed trial left its last finished epoch here
-        state = torch.load(state_file, map_location=device, weights_only=True)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        torch.set_rng_state(state["rng"])
-        start = state["epoch"]
+        start = restore_training_state(torch.load(state_file, map_location=device, weights_only=True), model,
+                                       optimizer, scheduler, scaler)
 
     for epoch in range(start, inputs.epochs):
         maybe_fault("pretrain", epoch + 1, cache)
@@ -182,9 +185,7 @@ def _train(inputs: PretrainInputs, cache: Path, context: RunContext, cpus: int, 
         stats = train_epoch(model, train_loader, optimizer, scheduler, label_map, device, inputs.precision, scaler,
                             objective.step_loss)
         metrics = evaluate(model, {"pretrain_val": val_loader}, device, subset.label_map, precision=inputs.precision)
-        atomic_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                     "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
-                     "rng": torch.get_rng_state(), "epoch": epoch + 1}, state_file)
+        atomic_save(training_state(model, optimizer, scheduler, scaler, epoch + 1), state_file)
         report({"phase": "pretrain", "epoch": epoch + 1, "pretrain_loss": stats["train_loss"],
                 "images_per_s": stats["images_per_s"], **metrics})
 

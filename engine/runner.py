@@ -54,7 +54,7 @@ class Plan:
     grid: list[dict]
     targets: dict[str, Source]                  # by target name
     sources: dict[str, Source]                  # by pre-training source name
-    pretrain_images: dict[str, int | None]      # by cell id: images of its pre-training subset (0 for scratch)
+    subsets: dict[str, tuple[int, int] | None]  # by cell id: (images, classes) of its pre-training subset
     missing: list[str] = field(default_factory=list)   # datasets not under --data-root (dry runs only)
     dropped: list[str] = field(default_factory=list)   # grid entries a source cannot fill
 
@@ -112,34 +112,36 @@ def validate(spec: SweepSpec, options: RunOptions) -> Plan:
             raise SweepError("the recipe's precision fp16 needs GPU trials (--gpus-per-trial > 0); on CPUs use bf16 or fp32")
     missing: list[str] = []
     targets = {t.name: _open(f"target {t.name}", t.registered, t.options, options, missing) for t in spec.all_targets()}
+    trained = {c["source"] for c in grid if c["intervention"] != "scratch" and c["pretrain_weights"] is None}
     sources = {s: _open(f"source {s}", s, spec.source_options.get(s, {}), options, missing)
-               for s in spec.pretraining_sources()}
+               for s in spec.pretraining_sources() if s in trained}
     targets = {k: v for k, v in targets.items() if v is not None}
     sources = {k: v for k, v in sources.items() if v is not None}
     if options.dry_run:  # a preview must not decode a million images: count every listed file instead
         for src in (*targets.values(), *sources.values()):
             if hasattr(src, "unchecked"):
                 src.unchecked = True
-    pretrain_images: dict[str, int | None] = {}
-    subsets: dict[tuple, object] = {}
+    sizes: dict[str, tuple[int, int] | None] = {}
+    built: dict[tuple, tuple[int, int] | None] = {}
     dropped: dict[tuple, tuple[str, set]] = {}
     for cell in grid:
-        if cell["intervention"] == "scratch" or cell["pretrain_weights"] is not None:
-            pretrain_images[cell["cell_id"]] = 0 if cell["intervention"] == "scratch" else None
+        if cell["intervention"] == "scratch":
+            sizes[cell["cell_id"]] = (0, 0)
             continue
-        if cell["source"] not in sources:  # missing in a dry run
-            pretrain_images[cell["cell_id"]] = None
+        if cell["pretrain_weights"] is not None or cell["source"] not in sources:  # given weights; missing data
+            sizes[cell["cell_id"]] = None
             continue
         entry = (cell["source"], cell["intervention"], json.dumps(cell["value"]), cell["intervention_params"])
         key = (*entry, cell["seed"])
-        if key not in subsets:
+        if key not in built:
             try:
-                subsets[key] = len(build_subset(sources[cell["source"]], cell["intervention"], cell["value"],
-                                                seed=cell["seed"], **json.loads(cell["intervention_params"])).indices)
+                subset = build_subset(sources[cell["source"]], cell["intervention"], cell["value"],
+                                      seed=cell["seed"], **json.loads(cell["intervention_params"]))
+                built[key] = (len(subset.indices), subset.num_classes)
             except InsufficientData as error:
-                subsets[key] = None
+                built[key] = None
                 dropped.setdefault(entry, (str(error), set()))[1].add(cell["seed"])
-        pretrain_images[cell["cell_id"]] = subsets[key]
+        sizes[cell["cell_id"]] = built[key]
     notes = []
     if dropped:
         for (source, intervention, value, params), (reason, seeds) in dropped.items():
@@ -153,7 +155,12 @@ def validate(spec: SweepSpec, options: RunOptions) -> Plan:
         if not any(c["intervention"] not in ("scratch", "full") for c in grid):
             raise SweepError(f"sweep '{spec.name}': every value of its interventions was dropped (the sources cannot "
                              f"fill them; first: {next(iter(dropped.values()))[0]})")
-    return Plan(grid, targets, sources, pretrain_images, missing, notes)
+    return Plan(grid, targets, sources, sizes, missing, notes)
+
+
+def _images(plan: Plan) -> dict[str, int]:
+    """Pre-training images per cell id (0 where unknown: given weights, missing data)."""
+    return {k: (v[0] if v else 0) for k, v in plan.subsets.items()}
 
 
 def target_sizes(target: Source) -> tuple[int, int]:
@@ -165,14 +172,14 @@ def target_sizes(target: Source) -> tuple[int, int]:
 def print_dry_run(spec: SweepSpec, plan: Plan, options: RunOptions) -> None:
     sizes = {name: target_sizes(t) for name, t in plan.targets.items()}
     several = len(spec.all_targets()) > 1
-    print(f"{'cell_id':16}  {'target ' if several else ''}{'source':12} {'intervention':12} {'value':>8} "
-          f"{'pretrain imgs':>13}  {'arch':20} seed")
+    print(f"{'cell_id':16}  {'target'.ljust(23) if several else ''}{'source':16} {'intervention':12} {'value':>10} "
+          f"{'pretrain imgs':>13} {'classes':>7}  {'arch':20} seed")
     for c in plan.grid:
-        images = plan.pretrain_images.get(c["cell_id"])
-        shown = "given" if c["pretrain_weights"] else "?" if images is None else str(images)
+        size = plan.subsets.get(c["cell_id"])
+        images, classes = ("given", "-") if c["pretrain_weights"] else ("?", "?") if size is None else size
         where = f"{c['target']:<22} " if several else ""
-        print(f"{c['cell_id']:16}  {where}{c['source']:12} {c['intervention']:12} {str(c['value']):>8} "
-              f"{shown:>13}  {c['arch']:20} {c['seed']}")
+        print(f"{c['cell_id']:16}  {where}{c['source']:16} {c['intervention']:12} {str(c['value']):>10} "
+              f"{images:>13} {classes:>7}  {c['arch']:20} {c['seed']}")
     pending = [s.name for s in (*plan.targets.values(), *plan.sources.values()) if getattr(s, "unchecked", False)
                and not all(s.skipped_log(split).exists() for split in s.splits)]
     if pending:
@@ -180,7 +187,7 @@ def print_dry_run(spec: SweepSpec, plan: Plan, options: RunOptions) -> None:
               "(`python -m datasets prepare SOURCE --data-root DIR` checks and converts them)")
     for line in plan.missing:
         print(f"missing (not counted in the cost): {line}")
-    cost = estimate(plan.grid, {k: v or 0 for k, v in plan.pretrain_images.items()}, sizes)
+    cost = estimate(plan.grid, _images(plan), sizes)
     print(f"{len(plan.grid)} cells in '{spec.name}'; ~{cost['passes'] / 1e6:.2f} M image passes")
     print(f"  CPU: ~{cost['cpu_core_hours']:.2f} core-hours at ~200 images/s per core (the embedded 32-px models)")
     if options.data_root is not None:
@@ -327,8 +334,9 @@ def _run(spec: SweepSpec, plan: Plan, options: RunOptions, directory: Path, lock
     from engine.provenance import git_sha
     from engine.trainable import FAULT_ENV, RunContext, train_cell
 
-    # Write the data files once here (with a progress bar) rather than in racing trials.
-    workers = int(options.cpus_per_trial)
+    # Write the data files once here (with a progress bar, on every core: no trial runs yet) rather
+    # than in racing trials.
+    workers = os.cpu_count() or 1
     for target in plan.targets.values():
         for split in target.splits:
             target.beton(split, spec.recipe.finetune_resolution, num_workers=workers)
@@ -368,8 +376,8 @@ def _run(spec: SweepSpec, plan: Plan, options: RunOptions, directory: Path, lock
             known |= {c["cell_id"] for c in _configs_in(experiment)}
         # Longest cells first: with a few trial slots this shortens the sweep's tail.
         sizes = {name: target_sizes(t) for name, t in plan.targets.items()}
-        cost = {c["cell_id"]: estimate([c], {k: v or 0 for k, v in plan.pretrain_images.items()}, sizes)["passes"]
-                for c in plan.grid}
+        images = _images(plan)
+        cost = {c["cell_id"]: estimate([c], images, sizes)["passes"] for c in plan.grid}
         todo = sorted((c for c in plan.grid if c["cell_id"] not in known), key=lambda c: -cost[c["cell_id"]])
         if todo:
             name = f"exp-{len(_experiments(directory)):03d}"

@@ -46,6 +46,7 @@ class Arm:
     sources: tuple[str, ...] = ()                   # default: the spec's sources
     targets: tuple[str, ...] = ()                   # default: every target of the spec
     smoke_values: tuple = ()                        # --smoke keeps these (default: the first two values)
+    smoke_params: dict = field(default_factory=dict)  # --smoke's params (e.g. a budget its smaller data can fill)
 
 
 @dataclass(frozen=True)
@@ -168,11 +169,12 @@ def cells(spec: SweepSpec) -> list[dict]:
 
 
 def describe_cell(config: dict) -> str:
-    """A short readable name of a cell, e.g. `resnet18-synthnet-quantity=500-s0`."""
+    """A short readable name of a cell, e.g. `resnet18-synthnet-quantity=500-s0` (`@<target>` for a grid target)."""
     what = "scratch" if config["intervention"] == "scratch" else f"{config['source']}-{config['intervention']}"
     if config.get("value") is not None:
         what += f"={config['value']}"
     params = json.loads(config.get("intervention_params") or "{}")
     if params:
         what += "(" + ",".join(f"{k}={v}" for k, v in sorted(params.items())) + ")"
-    return f"{config['arch']}-{what}-s{config['seed']}"
+    where = f"@{config['target']}" if config.get("target") != config.get("target_source", config.get("target")) else ""
+    return f"{config['arch']}-{what}-s{config['seed']}{where}"

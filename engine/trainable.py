@@ -22,7 +22,15 @@ from datasets import get_source
 from datasets.storage.loaders import shared_loader
 from engine.archs import build_model, get_arch, replace_head
 from engine.inputs import FinetuneInputs
-from engine.loops import check_precision, evaluate, finetune_optimizer, grad_scaler, train_epoch
+from engine.loops import (
+    check_precision,
+    evaluate,
+    finetune_optimizer,
+    grad_scaler,
+    restore_training_state,
+    train_epoch,
+    training_state,
+)
 from engine.pretrain import FAULT_ENV, RunContext, maybe_fault, pretrain
 from engine.provenance import package_versions
 
@@ -169,14 +177,7 @@ def train_cell(config: dict, context: RunContext) -> None:
     optimizer, scheduler = finetune_optimizer(model, inputs, len(train_loader))
     scaler = grad_scaler(device, inputs.precision)
 
-    start = 0
-    if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        torch.set_rng_state(state["rng"])
-        start = state["epoch"]
+    start = restore_training_state(state, model, optimizer, scheduler, scaler) if state is not None else 0
 
     record = {"config": config, "inputs": asdict(inputs), "pretrained": pretrained_meta, "target": target.describe(),
               "provenance": {"git_sha": context.git_sha, "packages": package_versions(),
@@ -194,8 +195,6 @@ def train_cell(config: dict, context: RunContext) -> None:
                "cell_id": config["cell_id"], "git_sha": context.git_sha}
         record["history"].append(row)
         with tempfile.TemporaryDirectory() as tmp:
-            torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                        "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
-                        "rng": torch.get_rng_state(), "epoch": epoch + 1}, Path(tmp) / "state.pt")
+            torch.save(training_state(model, optimizer, scheduler, scaler, epoch + 1), Path(tmp) / "state.pt")
             (Path(tmp) / "cell.json").write_text(json.dumps(record, indent=1, default=str))
             tune.report(row, checkpoint=tune.Checkpoint.from_directory(tmp))

@@ -8,9 +8,8 @@ models pre-trained on each full source (one `full` trend per source).
 import sys
 
 from engine import EMBEDDED_RECIPE, REFERENCE_RECIPE, SweepSpec
-from engine.cli import EMBEDDED_ARCHS, embedded_help, sweep_main
+from engine.cli import EMBEDDED_ARCHS, EMBEDDED_SEEDS, REAL_ARCHS, embedded_help, sweep_main
 
-REAL_ARCHS = ("resnet50", "resnet18", "densenet121", "resnext50_32x4d", "mobilenet_v3_large", "alexnet")
 SCALED = ("synthnet (50 classes x 80 images = 4,000, the `full` baseline) -> synthcam; subsets of 500, 1,000 and "
           "2,000 images (vs 5K..150K of 1.28M); resnet18 and mobilenet_v3_small (vs six ImageNet architectures); "
           "one source (vs ImageNet and iNaturalist).")
@@ -25,7 +24,7 @@ def build(args) -> SweepSpec:
         )
     return SweepSpec(
         name="data_quantity", intervention="quantity", values=(500, 1000, 2000), smoke_values=(100, 400),
-        sources=("synthnet",), target="synthcam", baselines=("scratch", "full"), archs=EMBEDDED_ARCHS,
+        sources=("synthnet",), target="synthcam", baselines=("scratch", "full"), archs=EMBEDDED_ARCHS, seeds=EMBEDDED_SEEDS,
         recipe=EMBEDDED_RECIPE,
     )
 

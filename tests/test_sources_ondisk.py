@@ -268,9 +268,9 @@ def test_sweep_trains_on_real_layouts(tmp_path, data_root):
     assert domain["subset"]["domain"] == "sketch" and domain["subset"]["num_images"] == 3 * 3
     assert domain["holdout_images"] == 3 * 2  # sketch's test files, not all three domains' 18
     assert load_experiments([tmp_path / "ondisk_domain"])["ood_f1"].between(0, 1).all()
-    # every fine-tuning row carries the pre-training subset's size, for the report (0 for scratch)
+    # every fine-tuning row carries the pre-training subset's size, for the report (none for scratch)
     sizes = df.set_index("intervention")[["subset_images", "subset_classes"]]
-    assert sizes.loc["quantity"].tolist() == [9, 3] and sizes.loc["scratch"].tolist() == [0, 0]
+    assert sizes.loc["quantity"].tolist() == [9, 3] and sizes.loc["scratch"].isna().all()  # scratch: none
 
 
 def test_dry_run_decodes_no_image(tmp_path, data_root, monkeypatch, capsys):
@@ -283,7 +283,7 @@ def test_dry_run_decodes_no_image(tmp_path, data_root, monkeypatch, capsys):
                      target="iwildcam", recipe=Recipe(pretrain_resolution=32, finetune_resolution=32))
     run_sweep(spec, RunOptions(data_root=str(data_root), storage_path=str(tmp_path / "runs"), dry_run=True))
     out = capsys.readouterr().out
-    assert re.search(r"imagenet\s+quantity\s+12\s+12\s+resnet18", out)
+    assert re.search(r"imagenet\s+quantity\s+12\s+12\s+3\s+resnet18", out)  # value, images, classes
     assert "not yet checked for unreadable images, so counted with every listed file: iwildcam, imagenet" in out
     assert not list((tmp_path / "cache").rglob("*.skipped.txt"))  # nothing decoded
     assert len(get_source("imagenet", data_root).labels("train")) == 12  # a real use checks: 3 of 15 unreadable

@@ -260,3 +260,36 @@ def test_clip_architectures_build_and_learn_contrastively():
     assert losses[-1] < 0.5 * losses[0]
     assert (clip(images).argmax(1) == labels).float().mean() > 0.9  # zero-shot: images find their captions
     assert output_size(clip.classifier(4), 32) == (1, 4)
+
+
+def test_given_weights_are_stored_as_the_pretrained_model_without_training(tmp_path):
+    """`pretrain` with weights: nothing trained, the checkpoint stored under the inputs' key; a CLIP
+    checkpoint (open_clip's state dict of the whole model) becomes an image classifier."""
+    from engine.archs import build_model, output_size
+    from engine.clip import build_clip
+    from engine.pretrain import RunContext, pretrain
+    from engine.weights import file_sha256
+
+    torch.save(build_model("resnet18", 1000, 224).state_dict(), tmp_path / "r18.pth")
+    torch.save(build_clip("clip_vit_mini", 32).state_dict(), tmp_path / "clip.pt")
+    for arch, file, classes in (("resnet18", "r18.pth", 1000), ("clip_vit_mini", "clip.pt", 1)):
+        sha = file_sha256(tmp_path / file)
+        from engine.spec import Weights
+
+        spec = SweepSpec(name="t", sources=("imagenet",), archs=(arch,), baselines=("full",), recipe=REFERENCE_RECIPE,
+                         weights=(Weights("imagenet", arch, str(tmp_path / file), sha),))
+        inputs = PretrainInputs.from_config(cells(spec)[0])
+        assert inputs.weights == sha and inputs.epochs == 0
+        context = RunContext(storage=str(tmp_path / "storage"), data_root=None, cache_dir=str(tmp_path / "cache"),
+                             git_sha="test", weights=((sha, str(tmp_path / file)),))
+        rows = []
+        state, meta = pretrain(inputs, context, cpus=1, device=torch.device("cpu"), report=rows.append)
+        assert rows == [] and meta["epochs"] == 0 and meta["weights"]["sha256"] == sha  # loaded, not trained
+        assert meta["subset"]["num_classes"] == classes and meta["schema"] == SCHEMA
+        model = build_model(arch, classes, 32)
+        if arch.startswith("clip"):
+            from open_clip.model import resize_pos_embed
+
+            resize_pos_embed(state, model)
+        model.load_state_dict(state)
+        assert output_size(model, 32) == (1, classes)

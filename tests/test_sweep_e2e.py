@@ -16,7 +16,7 @@ from analysis.ingest import load_experiments, load_trials
 from conftest import ROOT, run_sweep_script
 
 pytestmark = pytest.mark.slow
-SMOKE_CELLS, SMOKE_EPOCHS = 3, 2
+SMOKE_CELLS, SMOKE_EPOCHS = 4, 2  # scratch, full and two quantities of one architecture
 
 
 def result_rows(trial_dir: Path) -> list[dict]:
@@ -52,7 +52,7 @@ def test_smoke_sweep_retries_a_failing_trial_from_its_checkpoint(tmp_path):
     for name in ("points.csv", "trends.csv", "scatter.png"):
         assert (report / name).stat().st_size > 100
     assert f"report: {report}" in out.stdout
-    assert (tmp_path / "pretrained").is_dir() and len(list((tmp_path / "pretrained").glob("*/model.pt"))) == 2
+    assert (tmp_path / "pretrained").is_dir() and len(list((tmp_path / "pretrained").glob("*/model.pt"))) == 3
 
 
 def test_resume_after_sigkill_of_the_driver(tmp_path):

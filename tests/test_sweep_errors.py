@@ -58,5 +58,6 @@ def test_cloud_storage_is_refused_clearly(tmp_path):
 def test_dry_run_prints_cells_and_starts_nothing(tmp_path):
     out = run_sweep_script("data_quantity.py", "--storage-path", str(tmp_path), "--dry-run", timeout=120)
     assert out.returncode == 0, out.stderr
-    assert "10 cells in 'data_quantity'" in out.stdout and "core-hours" in out.stdout
+    # 2 seeds x 2 architectures x (scratch, full, 3 quantities)
+    assert "20 cells in 'data_quantity'" in out.stdout and "core-hours" in out.stdout
     assert not list(tmp_path.iterdir())
