@@ -38,6 +38,10 @@ SMOKE_TARGET_OPTIONS = {
     "synthdomains": {"num_classes": 8, "train_per_class": 20, "test_per_class": 6},
 }
 SMOKE_TARGETS = 2   # a grid of targets keeps its first two under --smoke
+# --smoke keeps the sweep's recipe (optimisers, learning rates, precision) at the smallest size and length.
+SMOKE_RECIPE_CHANGES = {k: getattr(SMOKE_RECIPE, k) for k in (
+    "pretrain_epochs", "finetune_epochs", "pretrain_resolution", "finetune_resolution", "pretrain_batch_size",
+    "finetune_batch_size")}
 
 
 RECIPE_HELP = """\
@@ -50,7 +54,8 @@ no weight decay, batch 16, 12 epochs, 448 px, fp32). Scratch cells train with th
 Embedded default (no --data-root), scaled for 2 CPU cores: two seeds (four trials per group), 32 px,
 3 pre-training epochs with warm-up + cosine (vs 90 step), crop scale (0.5, 1) (vs 0.08), batch-norm
 momentum 0.1, fine-tuning 4 epochs (vs 12) at lr 1e-3 (vs 3e-5) and batch 32, fp32. --smoke: 1
-pre-training and 2 fine-tuning epochs, one architecture, one seed, two values, smaller data."""
+pre-training and 2 fine-tuning epochs at 32 px, one architecture, one seed, two values, smaller data,
+the sweep's recipe otherwise."""
 
 
 def embedded_help(scaled: str) -> str:
@@ -173,7 +178,7 @@ def apply_flags(spec: SweepSpec, args: argparse.Namespace) -> SweepSpec:
         targets = tuple(replace(t, options={**t.options, **SMOKE_TARGET_OPTIONS.get(t.registered, {})})
                         for t in spec.all_targets()[:SMOKE_TARGETS])
         spec = replace(spec, smoke=True, archs=spec.archs[:1], seeds=1, arms=arms, intervention="", values=(),
-                       targets=targets, recipe=SMOKE_RECIPE,
+                       targets=targets, recipe=replace(spec.recipe, **SMOKE_RECIPE_CHANGES),
                        source_options={**spec.source_options, **SMOKE_SOURCE_OPTIONS})
     if args.archs:
         spec = replace(spec, archs=args.archs)

@@ -57,7 +57,7 @@ def test_data_quantity_has_a_full_baseline_and_shares_it_with_the_baselines_swee
     _, baselines = smoke_runs["baselines"]
     full = load_trials([baselines]).query("intervention == 'full'")
     assert len(full) == 1
-    config = {k: full.iloc[0][k] for k in full.columns}
+    config = json.loads((Path(full.iloc[0]["trial_dir"]) / "params.json").read_text())
     key = PretrainInputs.from_config(config).key
     assert (smoke_runs["storage"] / "pretrained" / key / "model.pt").is_file()
     rows = [json.loads(line) for line in (Path(full.iloc[0]["trial_dir"]) / "result.json").read_text().splitlines()]
@@ -124,7 +124,9 @@ def test_domainnet_evaluates_every_other_domain_as_its_own_ood_set(smoke_runs):
     assert sketch[["ood_infograph_acc", "ood_real_acc", "ood_clipart_acc"]].notna().all().all()
     assert sketch["ood_sketch_acc"].isna().all()  # its own domain is ID
     grid = pd.read_csv(sweep / "report" / "domain_er.csv")
-    assert set(grid["id_domain"]) == {"infograph", "sketch"} and (grid["id_domain"] != grid["ood_domain"]).all()
+    # a smoke target whose scratch models all score alike has no trend, hence no grid row: infograph must have one
+    assert "infograph" in set(grid["id_domain"]) <= {"infograph", "sketch"}
+    assert (grid["id_domain"] != grid["ood_domain"]).all()
     assert (sweep / "report" / "domain_er.png").stat().st_size > 10_000
     table = trends(sweep)
     assert {"synthdomains-infograph: scratch", "synthdomains-sketch: synthnet/full",
