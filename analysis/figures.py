@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis.domain_grid import domain_er_grid, grid_matrix
+from analysis.domain_grid import grid_matrix
 from analysis.findings import METRIC_NAMES
 from analysis.groups import ordered_groups, split_target
 from analysis.residuals import epoch_residuals, loao_residuals, residual_subject
@@ -58,7 +58,7 @@ def _bands(finished: pd.DataFrame, trends: dict[str, Trend], transform: str, n_b
 
 def draw_figures(out: Path, finished: pd.DataFrame, trends: dict[str, Trend], given: dict[str, Trend],
                  table: pd.DataFrame, baseline: str, transform: str, colors: dict, n_boot: int, seed: int,
-                 residual_trend: str | None, metric: str, ood_set: str) -> Drawn:
+                 residual_trend: str | None, metric: str, ood_set: str, grid: pd.DataFrame) -> Drawn:
     from analysis.plots import er_bar_plot, er_heatmap, scatter_plot
 
     drawn = Drawn()
@@ -98,7 +98,6 @@ def draw_figures(out: Path, finished: pd.DataFrame, trends: dict[str, Trend], gi
             f"CIs of the mean ({n_boot} resamples of the group's trials)"
             + ("; the hatched bar is the baseline itself (about 0 by construction)." if hatched else "."))))
 
-    grid = domain_er_grid(finished, metric, baseline, transform, n_boot, seed)
     if not grid.empty:
         grid.to_csv(out / "domain_er.csv", index=False)
         drawn.files.append("domain_er.csv")

@@ -57,6 +57,7 @@ class ReportPage:
     metric: str = "f1"
     ood_set: str = "ood"
     selection: pd.DataFrame | None = None  # ``analysis.selection.model_selection``
+    compared: Sequence[str] = ()  # the paper's findings checked against this run (``analysis.claims``)
 
 
 def render(page: ReportPage) -> str:
@@ -68,6 +69,10 @@ def render(page: ReportPage) -> str:
     ]
     if page.findings:
         parts.append("<h2>Findings</h2><ul>" + "".join(f"<li>{_e(f)}</li>" for f in page.findings) + "</ul>")
+    if page.compared:
+        parts.append("<h2>Compared with the paper</h2><p>Each of the paper's headline findings, and whether this "
+                     "run shows the same sign (a difference of means, or overlapping 95% CIs where the paper found "
+                     "none).</p><ul>" + "".join(f"<li>{_e(c)}</li>" for c in page.compared) + "</ul>")
     parts.append(_overview(page))
     if page.figures:
         parts.append("<h2>Figures</h2><div class='figs'>")

@@ -49,6 +49,8 @@ def test_every_script_runs_its_smoke_sweep_and_states_findings_first(smoke_runs,
     assert FINDING.match(after[0]), after[:3]  # the report's first line is a finding
     html = (sweep / "report" / "report.html").read_text()
     assert html.index("<h2>Findings</h2>") < html.index("<h2>Figures</h2>")
+    # the paper's findings, each checked against this run (whatever the smoke sizes give)
+    assert "Compared with the paper:" in out.stdout and "<h2>Compared with the paper</h2>" in html
 
 
 def test_data_quantity_has_a_full_baseline_and_shares_it_with_the_baselines_sweep(smoke_runs):
