@@ -170,12 +170,15 @@ def imagenet_wnids() -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m datasets.hierarchy {install-wordnet,check}``."""
-    parser = argparse.ArgumentParser(prog="python -m datasets.hierarchy", description=__doc__.split("\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+    from analysis.cli_parser import OneLineParser
+
+    parser = OneLineParser(prog="python -m datasets.hierarchy",
+                           description="WordNet 3.0 for the label hierarchies: install it for nltk (offline), or check it.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{install-wordnet,check}")
     inst = sub.add_parser("install-wordnet", help="copy the system WordNet 3.0 into an nltk data dir")
-    inst.add_argument("--nltk-data", required=True, type=Path,
+    inst.add_argument("--nltk-data", required=True, type=Path, metavar="DIR",
                       help="nltk data dir to fill (DIR/corpora/wordnet), e.g. .venv/nltk_data")
-    inst.add_argument("--wordnet-dir", type=Path, default=None,
+    inst.add_argument("--wordnet-dir", type=Path, default=None, metavar="DIR",
                       help=f"system WordNet dict dir (default: $WORDNET_DIR or {SYSTEM_WORDNET_DIR})")
     sub.add_parser("check", help="load WordNet, say where from, print the superclass counts")
     args = parser.parse_args(argv)
