@@ -1,6 +1,6 @@
 """WordNet label hierarchies for ImageNet-like sources (wnids such as ``n01440764``).
 
-``imagenet_superclasses`` contracts labels along WordNet as in PAPER.md section 4 item 2
+``imagenet_superclasses`` contracts labels along WordNet as in docs/PROTOCOL.md 4.2
 (5/17/37/85/232 classes at depth 2/4/5/6/7 for ImageNet-1k). Every walk up the hierarchy
 breaks ties by the smallest synset name, because nltk 3.10 builds hypernym lists from sets,
 so their order (and "the first hypernym") changes with PYTHONHASHSEED. The offline reader
@@ -140,7 +140,7 @@ def is_under(wnid: str, ancestor: str) -> bool:
 def imagenet_superclasses(wnids: Iterable[str], depth: int) -> dict[str, str]:
     """Map each leaf wnid to its superclass wnid at WordNet depth at most ``depth``.
 
-    The rule of PAPER.md section 4 item 2 (Huh et al. 2016's contraction): walk each label
+    The rule of docs/PROTOCOL.md 4.2 (Huh et al. 2016's contraction): walk each label
     up while its synset's ``min_depth()`` (shortest path to the root) exceeds ``depth``,
     each step taking the hypernym with the smallest synset name. Labels already at depth
     <= ``depth`` map to themselves. On the 1000 ILSVRC-2012 classes this gives 5, 17, 37,
