@@ -134,7 +134,8 @@ def _trend_table(page: ReportPage) -> str:
             f"<td class='l'>{swatch}{_e(g)}{few}</td>", f"<td class='l'>{_e(r.get('trend_origin', 'fit'))}</td>",
             _td(r["n"], "{:.0f}"), _td(r.get("n_trials"), "{:.0f}"),
             *[_td(r[c], "{:,.0f}") for c in subset],
-            _td(r["slope"], "{:.3f}"), _td(r["intercept"], "{:.3f}"), _td(r["r2"], "{:.3f}"),
+            _td(r["slope"], "{:.3f}"), _td(r["intercept"], "{:.3f}"),
+            _td(r["r2"] if r["n"] > 2 else None, "{:.3f}"),  # a line through 2 points has r² = 1 by construction
             _td(100 * r["mean_id"], "{:.1f}"), _td(100 * r["mean_ood"], "{:.1f}"),
             _td(100 * r["mean_er"], "{:+.2f}"),
             f"<td>{_ci(r['er_ci_lo'], r['er_ci_hi'])}</td>",
@@ -145,8 +146,9 @@ def _trend_table(page: ReportPage) -> str:
         "<p class='muted'>Slope and intercept are in the fit's transformed space "
         f"({_e(page.transform)} for fitted groups; a given baseline's own transform). ER = OOD "
         "minus the baseline trend's prediction; its CI resamples each group's trials (a trial's epochs stay "
-        "together). Subset sizes are the pre-training subset's (– for scratch or given weights). '(few trials)': "
-        "fewer than 3 trials, too few for a trustworthy fit or interval.</p>"
+        "together). Subset sizes are the pre-training subset's (– for scratch or given weights). r² is – for a fit "
+        "through 2 points (1 by construction). '(few trials)': fewer than 3 trials, too few for a trustworthy fit "
+        "or interval.</p>"
     )
     return "\n".join(out)
 
