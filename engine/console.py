@@ -67,12 +67,13 @@ def cell_row(trial, stopped: bool = False) -> tuple[str, ...]:
 
 
 def render_table(rows: list[tuple[str, ...]]) -> str:
-    """`COLUMNS` and `rows` as aligned plain text (names left, numbers right)."""
+    """`COLUMNS` and `rows` as aligned plain text (names left, numbers right), columns split by `|`
+    so they stay apart where spaces collapse (the Ray dashboard's view of a job's driver log)."""
     widths = [max(len(r[i]) for r in [COLUMNS, *rows]) for i in range(len(COLUMNS))]
     right = {2, 3, 4, 5}
 
     def line(cells):
-        return "  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+        return " | ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths)))
 
     return "\n".join(line(r).rstrip() for r in [COLUMNS, *rows])
 

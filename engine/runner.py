@@ -40,7 +40,10 @@ TUNE_ENV = {"TUNE_GLOBAL_CHECKPOINT_S": "0", "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHE
 # The driver's own output: Tune's legacy output engine is the one that honours a custom progress
 # reporter (`engine.console`); Tune's automatic loggers are replaced by the JSON and CSV ones
 # (what `analysis` reads) plus per-cell TensorBoard runs, instead of TensorBoard runs per trial dir.
-DRIVER_ENV = {"RAY_AIR_NEW_OUTPUT": "0", "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1"}
+# Run as a Ray job (`ray job submit --runtime-env-json ...`), the job's environment variables and
+# the sweep's are combined instead of refused when both name one (the driver's values come from
+# the job's environment anyway).
+DRIVER_ENV = {"RAY_AIR_NEW_OUTPUT": "0", "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1", "RAY_OVERRIDE_JOB_RUNTIME_ENV": "1"}
 
 __all__ = ["DriverLockError", "RunOptions", "SweepError", "SweepInterrupted", "cell_status", "report_other_schemas",
            "run_plan", "run_sweep", "sweep_dir", "validate"]

@@ -119,7 +119,8 @@ def test_cell_table_rows_and_refresh_rate():
     assert table.should_report([running, retried], done=True)  # the last one always comes
     text = out.getvalue().strip().splitlines()
     assert text[0].startswith("t/exp-000: 0/2 cells finished, 1 running, 1 pending, 0 errored |")
-    assert text[0].endswith("| 2.0/2 CPUs, 0/0 GPUs") and text[1].split() == " ".join(COLUMNS).split()
+    assert text[0].endswith("| 2.0/2 CPUs, 0/0 GPUs") and [c.strip() for c in text[1].split("|")] == list(COLUMNS)
+    assert [c.strip() for c in text[2].split("|")] == list(cell_row(running))
     table.interval = 0
     assert not table.should_report([running, retried])  # nothing changed since the last table
     assert table.should_report([running, trial(first, "RUNNING", {"phase": "finetune", "epoch": 1})])

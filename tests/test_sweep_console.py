@@ -110,15 +110,15 @@ def test_resume_finishes_every_cell_once(runs):
 
 
 def tables(stdout: str) -> list[list[list[str]]]:
-    """Every cell table printed: rows of cells, split on the column gaps."""
+    """Every cell table printed: rows of cells, split on the column separators."""
     found, lines = [], stdout.splitlines()
     for i, line in enumerate(lines):
-        if re.split(r"\s{2,}", line.strip()) == COLUMNS:
+        if [c.strip() for c in line.split("|")] == COLUMNS:
             rows = []
             for row in lines[i + 1:]:
                 if not row.strip():
                     break
-                rows.append(re.split(r"\s{2,}", row.strip()))
+                rows.append([c.strip() for c in row.split("|")])
             found.append(rows)
     return found
 
