@@ -122,11 +122,11 @@ def _line_captions(finished: pd.DataFrame, trends: dict[str, Trend], bands: dict
         if banded and len(banded) == len(lines):
             text += f", with shaded 95% bootstrap bands ({n_boot} resamples of the points)"
         elif banded:
-            text += (f"; shaded: 95% bootstrap bands ({n_boot} resamples of the points) of {', '.join(banded)} "
+            text += (f"; shaded: 95% bootstrap bands ({n_boot} resamples of the points) of {_and(banded)} "
                      "(the others have too few distinct points for one)")
         spanning = [g for g in lines if is_scratch(g) or is_full(g) or split_target(g)[1] == baseline]
         if spanning and len(spanning) < len(lines):
-            text += (f"; the {', '.join(spanning)} line{'s span' if len(spanning) > 1 else ' spans'} the axes, the "
+            text += (f"; the {_and(spanning)} line{'s span' if len(spanning) > 1 else ' spans'} the axes, the "
                      "others cover their own ID range")
         elif spanning:
             text += "; they span the axes"
@@ -135,8 +135,12 @@ def _line_captions(finished: pd.DataFrame, trends: dict[str, Trend], bands: dict
         out.append(text + ".")
     if given:
         out.append(f"Dash-dot line{'s are trends' if len(given) > 1 else ' is a trend'} given as parameters "
-                   f"({', '.join(given)}), with no points and no band.")
+                   f"({_and(list(given))}), with no points and no band.")
     return out
+
+
+def _and(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
 
 
 def _residual_check(drawn: Drawn, out: Path, finished: pd.DataFrame, trends: dict[str, Trend],

@@ -10,6 +10,7 @@ import base64
 import datetime as _dt
 import html
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,7 +81,7 @@ def render(page: ReportPage) -> str:
         parts.append("</div>")
     parts += ["<h2>Trends per group</h2>", _trend_table(page), _selection(page), _excluded(page)]
     if page.notes:
-        parts.append("<h2>Notes</h2><ul>" + "".join(f"<li>{_e(n)}</li>" for n in page.notes))
+        parts.append("<h2>Notes</h2><ul>" + "".join(f"<li>{_code(_e(n))}</li>" for n in page.notes))
         parts.append("</ul>")
     if page.files:
         items = "".join(f"<li><a href='{_e(f)}'>{_e(f)}</a></li>" for f in page.files)
@@ -230,6 +231,11 @@ def _css_color(color: object) -> str:
     from matplotlib.colors import to_hex
 
     return to_hex(color)
+
+
+def _code(escaped: str) -> str:
+    """`name` in a note (already HTML-escaped) shown as code, not as backticks."""
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", escaped)
 
 
 def _e(text: object) -> str:
