@@ -12,7 +12,6 @@ their budgets (issue 3: ingest under 10 s; 1,000 resamples "well under a second"
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys

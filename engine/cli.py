@@ -101,7 +101,8 @@ def parser(description: str, epilog: str | None = None, choices: SweepChoices | 
                    help="architectures, replacing the sweep's (default: " + (c.text("archs") or "the sweep's")
                         + "); any name of the list below")
     p.add_argument("--sources", type=_names, metavar="S,T",
-                   help="run only these of the sweep's pre-training sources: " + (c.text("sources") or "see the script"))
+                   help="run only these of the sweep's pre-training sources: "
+                        + (c.text("sources") or "see the script"))
     p.add_argument("--targets", type=_names, metavar="T,U",
                    help="run only these of the sweep's fine-tuning targets: " + (c.text("targets") or "see the script"))
     p.add_argument("--values", type=_values, metavar="V,W",
@@ -218,7 +219,8 @@ def _summary(directory: Path, status: dict[str, str], seconds: float, report: Pa
     elif report is None:
         nxt = f"python -m analysis report {shlex.quote(str(directory))}"
     elif smoke:
-        nxt = f"{command_line(argv, ('--fresh', '--yes', '--smoke'))}   (the whole sweep; add --dry-run to see its cost)"
+        whole = command_line(argv, ("--fresh", "--yes", "--smoke"))
+        nxt = f"{whole}   (the whole sweep; add --dry-run to see its cost)"
     else:
         nxt = f"tensorboard --logdir {shlex.quote(str(directory / TENSORBOARD_DIR))}   (training curves per cell)"
     return "\n".join(lines + [f"next:    {nxt}"])

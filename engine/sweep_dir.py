@@ -61,7 +61,8 @@ def cell_status(directory: Path, grid: list[dict]) -> dict[str, str]:
             continue
         for state in states:
             cell = state["config"].get("cell_id")
-            seen.setdefault(cell, []).append((state.get("status"), experiment / state.get("relative_logdir", f"cell-{cell}")))
+            trial_dir = experiment / state.get("relative_logdir", f"cell-{cell}")
+            seen.setdefault(cell, []).append((state.get("status"), trial_dir))
     out = {}
     for cell in grid:
         trials = seen.get(cell["cell_id"], [])

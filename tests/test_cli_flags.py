@@ -63,7 +63,8 @@ def test_analysis_flags(capsys, argv, message):
     (["prepare", "foldr"], "did you mean 'folder'?"),
     (["prepare", "folder", "--max-res", "64"], "unrecognized arguments: --max-res (did you mean --max-resolution?)"),
     (["prepare", "folder", "--num-workers", "0"], "argument --num-workers: must be an integer >= 1, got 0"),
-    (["fractaldb-grid", "--out", "g.png", "--per-class", "x"], "argument --per-class: must be an integer >= 1, got 'x'"),
+    (["fractaldb-grid", "--out", "g.png", "--per-class", "x"],
+     "argument --per-class: must be an integer >= 1, got 'x'"),
 ])
 def test_datasets_flags(capsys, argv, message):
     assert message in one_line_error(capsys, datasets_parser().parse_args, argv)

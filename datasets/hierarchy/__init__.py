@@ -15,7 +15,6 @@ Command line::
 
 from __future__ import annotations
 
-import argparse
 import functools
 import os
 import re
@@ -173,7 +172,8 @@ def main(argv: list[str] | None = None) -> int:
     from analysis.cli_parser import OneLineParser
 
     parser = OneLineParser(prog="python -m datasets.hierarchy",
-                           description="WordNet 3.0 for the label hierarchies: install it for nltk (offline), or check it.")
+                           description="WordNet 3.0 for the label hierarchies: install it for nltk (offline), "
+                                       "or check it.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="{install-wordnet,check}")
     inst = sub.add_parser("install-wordnet", help="copy the system WordNet 3.0 into an nltk data dir")
     inst.add_argument("--nltk-data", required=True, type=Path, metavar="DIR",
