@@ -242,7 +242,9 @@ def _summary(
             "n": table["n"],
             "trials": table["n_trials"],
             "slope": table["slope"].round(3),
-            "r2": table["r2"].round(3),
+            # a line through 2 points has r2 = 1 by construction: shown as "-"
+            "r2": [f"{r:.3f}" if n > 2 and np.isfinite(r) else "-"
+                   for r, n in zip(table["r2"], table["n"], strict=True)],
             "ID %": (100 * table["mean_id"]).round(1),
             "OOD %": (100 * table["mean_ood"]).round(1),
             "ER pp": (100 * table["mean_er"]).round(2),

@@ -45,7 +45,7 @@ def test_every_script_runs_its_smoke_sweep_and_states_findings_first(smoke_runs,
     assert len(trials) and set(trials["status"]) == {"finished"}
     for name in ("report.html", "trends.csv", "points.csv", "scatter.png", "er_bars.png"):
         assert (sweep / "report" / name).stat().st_size > 100, name
-    after = out.stdout.split(f"results: {sweep}\n", 1)[1].splitlines()
+    after = out.stdout.split(f"report of {sweep}:\n", 1)[1].splitlines()
     assert FINDING.match(after[0]), after[:3]  # the report's first line is a finding
     html = (sweep / "report" / "report.html").read_text()
     assert html.index("<h2>Findings</h2>") < html.index("<h2>Figures</h2>")
