@@ -2,7 +2,8 @@
 
 A sweep script states what the paper found as `Claim`s; the report checks each against its own
 trends (and the DomainNet grid) and says, for each, whether this run shows the same sign:
-`reproduced`, `not reproduced`, or `not checked` when the groups it needs are missing. Groups
+`reproduced`, `NOT reproduced`, or `not checked` when the groups it needs are missing or rest on
+fewer than 3 trials (no verdict from so few independent models). Groups
 are named by the part after the source (`full`, `quantity=min`: the group of that intervention
 with the smallest value), so one claim serves the embedded default and the real data.
 """
@@ -17,10 +18,14 @@ import pandas as pd
 from analysis.groups import group_sort_key, split_target
 
 
+class NotChecked(Exception):
+    """A claim this run cannot check; the message says why (a group missing, too few trials)."""
+
+
 @dataclass(frozen=True)
 class Claim:
     finding: str                                            # the paper's finding, in words
-    check: Callable[[pd.DataFrame, pd.DataFrame], bool | None]   # (trends, domain grid) -> same sign?
+    check: Callable[[pd.DataFrame, pd.DataFrame], bool]   # (trends, domain grid) -> same sign? (or NotChecked)
 
 
 def _rows(table: pd.DataFrame, name: str) -> pd.DataFrame:
@@ -44,36 +49,44 @@ def _rows(table: pd.DataFrame, name: str) -> pd.DataFrame:
     return fitted[rest == (ordered[0] if match.group(2) == "min" else ordered[-1])]
 
 
-def _mean(table: pd.DataFrame, name: str | float) -> float | None:
+def _checked(table: pd.DataFrame, name: str) -> pd.DataFrame:
+    """`_rows`, or NotChecked when the group is missing or rests on too few trials for a verdict."""
+    rows = _rows(table, name)
+    if rows.empty:
+        raise NotChecked(f"no {name} group in this run")
+    if "few_trials" in rows.columns and rows["few_trials"].fillna(False).astype(bool).any():
+        raise NotChecked(f"{name} has fewer than 3 trials")
+    return rows
+
+
+def _mean(table: pd.DataFrame, name: str | float) -> float:
     if isinstance(name, (int, float)):
         return float(name)
-    rows = _rows(table, name)
-    return None if rows.empty else float(rows["mean_er"].mean())
+    return float(_checked(table, name)["mean_er"].mean())
 
 
 def higher(a: str, b: str | float = 0.0) -> Callable:
     """Group `a`'s mean ER is above `b`'s (a group, or a number: 0 = the baseline trend)."""
-    def check(table: pd.DataFrame, grid: pd.DataFrame) -> bool | None:
-        x, y = _mean(table, a), _mean(table, b)
-        return None if x is None or y is None else x > y
+    def check(table: pd.DataFrame, grid: pd.DataFrame) -> bool:
+        return _mean(table, a) > _mean(table, b)
     return check
 
 
 def overlap(a: str, b: str) -> Callable:
     """The 95% CIs of the two groups' mean ER overlap (no difference)."""
-    def check(table: pd.DataFrame, grid: pd.DataFrame) -> bool | None:
-        ra, rb = _rows(table, a), _rows(table, b)
-        if ra.empty or rb.empty:
-            return None
+    def check(table: pd.DataFrame, grid: pd.DataFrame) -> bool:
+        ra, rb = _checked(table, a), _checked(table, b)
         return bool(ra["er_ci_lo"].max() <= rb["er_ci_hi"].min() and rb["er_ci_lo"].max() <= ra["er_ci_hi"].min())
     return check
 
 
 def only_pair_separates(id_domain: str, ood_domain: str) -> Callable:
     """In the DomainNet grid, the CI of (id, ood) excludes 0 and every other pair's includes it."""
-    def check(table: pd.DataFrame, grid: pd.DataFrame) -> bool | None:
+    def check(table: pd.DataFrame, grid: pd.DataFrame) -> bool:
         if grid.empty or not ((grid["id_domain"] == id_domain) & (grid["ood_domain"] == ood_domain)).any():
-            return None
+            raise NotChecked(f"no {id_domain} -> {ood_domain} pair in this run")
+        if (grid["n_trials"] < 3).any() if "n_trials" in grid.columns else False:
+            raise NotChecked("the grid's cells rest on fewer than 3 trials")
         separates = (grid["er_ci_lo"] > 0) | (grid["er_ci_hi"] < 0)
         mine = (grid["id_domain"] == id_domain) & (grid["ood_domain"] == ood_domain)
         return bool(separates[mine].all() and not separates[~mine].any())
@@ -81,13 +94,14 @@ def only_pair_separates(id_domain: str, ood_domain: str) -> Callable:
 
 
 def compare(claims: list[Claim], table: pd.DataFrame, grid: pd.DataFrame | None = None) -> list[str]:
-    """One line per claim: `reproduced`, `not reproduced` or `not checked`, then the paper's finding."""
+    """One line per claim: `reproduced`, `NOT reproduced` or `not checked (why)`, then the paper's finding."""
     grid = grid if grid is not None else pd.DataFrame(columns=["id_domain", "ood_domain", "er_ci_lo", "er_ci_hi"])
     lines = []
     for claim in claims:
-        result = claim.check(table, grid)
-        verdict = "not checked (this run lacks the groups it needs)" if result is None else (
-            "reproduced" if result else "NOT reproduced")
+        try:
+            verdict = "reproduced" if claim.check(table, grid) else "NOT reproduced"
+        except NotChecked as reason:
+            verdict = f"not checked ({reason})"
         lines.append(f"{verdict}: {claim.finding}")
     return lines
 

@@ -254,16 +254,19 @@ def test_paper_claims_are_checked_against_the_numbers():
         "mean_er": [0.0, 0.04, 0.001, 0.02, -0.01, 0.02, 0.03],
         "er_ci_lo": [-0.01, 0.03, -0.01, 0.01, -0.02, 0.01, 0.025],
         "er_ci_hi": [0.01, 0.05, 0.01, 0.03, 0.0, 0.03, 0.04],
+        "few_trials": [False] * 6 + [True],
     })
     claims = [Claim("a", higher("full|synthnet/full", "quantity=min")),       # 0.04 > 0.001 (the smallest size)
               Claim("b", higher("quantity=max", "quantity=min")),               # 25000's 0.02 > 5000's 0.001
               Claim("c", higher("fractaldb/full")),                              # -0.01 > 0 is false
-              Claim("d", overlap("semantics=animal", "semantics=object")),       # [.01,.03] and [.025,.04] overlap
+              Claim("d", overlap("semantics=animal", "imagenet/quantity=25000")),  # [.01,.03] and [.01,.03] overlap
               Claim("e", overlap("quantity=min", "imagenet/full")),              # [-.01,.01] vs [.03,.05]: apart
-              Claim("f", higher("depth=min"))]                                   # no such group
+              Claim("f", higher("depth=min")),                                   # no such group
+              Claim("h", higher("semantics=object"))]                            # only 2 trials: no verdict
     grid = pd.DataFrame({"id_domain": ["infograph", "infograph", "real"], "ood_domain": ["sketch", "real", "sketch"],
                          "er_ci_lo": [0.01, -0.01, -0.02], "er_ci_hi": [0.03, 0.01, 0.01]})
     claims.append(Claim("g", only_pair_separates("infograph", "sketch")))
     assert compare(claims, table, grid) == [
         "reproduced: a", "reproduced: b", "NOT reproduced: c", "reproduced: d", "NOT reproduced: e",
-        "not checked (this run lacks the groups it needs): f", "reproduced: g"]
+        "not checked (no depth=min group in this run): f", "not checked (semantics=object has fewer than 3 "
+        "trials): h", "reproduced: g"]
