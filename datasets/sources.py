@@ -25,7 +25,8 @@ WILDS_EVAL_SPLITS = {"id": "id_test", "ood": "test", "id_val": "id_val", "ood_va
 # datasets` light: none of them imports torch or FFCV at module level).
 SOURCE_MODULES = ("datasets.generators.synthetic", "datasets.generators.fractaldb", "datasets.generators.domains",
                   "datasets.readers.imagenet",
-                  "datasets.readers.inat", "datasets.readers.wilds", "datasets.readers.domainnet")
+                  "datasets.readers.inat", "datasets.readers.wilds", "datasets.readers.domainnet",
+                  "datasets.shifts.source")
 
 
 class SourceError(ValueError):
@@ -121,6 +122,11 @@ class Source:
 
     def _write(self, split: str, resolution: int, path: Path, num_workers: int) -> None:
         raise NotImplementedError
+
+    def images(self, split: str, resolution: int):
+        """The split's examples as `(uint8 H x W x 3 image, label)`, indexable in `.beton` order
+        (what transforms of a source, `datasets.shifts`, read)."""
+        raise SourceError(f"source '{self.name}' cannot hand out its images one by one; use a generated or on-disk source")
 
     def describe(self) -> dict:
         """Sizes and classes, stored with each trial."""

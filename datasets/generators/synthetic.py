@@ -43,6 +43,9 @@ class GeneratedSource(Source):
     def render_one(self, split: str, i: int, plan: dict, resolution: int) -> np.ndarray:
         raise NotImplementedError
 
+    def images(self, split: str, resolution: int) -> "RenderedImages":
+        return RenderedImages(self, split, resolution)
+
     def _write(self, split: str, resolution: int, path: Path, num_workers: int) -> None:
         n = len(self.plan(split)["label"])
         ensure_beton(path, lambda: RenderedImages(self, split, resolution), estimated_bytes=n * (resolution**2 * 3 + 64),

@@ -287,6 +287,11 @@ class ImageFileSource(Source):
         self._write(split, self.max_resolution, path, num_workers)
         return path
 
+    def images(self, split: str, resolution: int) -> ImageFiles:
+        rows = self.kept(split)
+        scan = self.scans[split]
+        return ImageFiles(self.root, [scan.files[i] for i in rows], scan.labels[rows], resolution, self.square)
+
     def _write(self, split: str, resolution: int, path: Path, num_workers: int) -> None:
         rows = self.kept(split, num_workers)
         scan = self.scans[split]
