@@ -105,3 +105,17 @@ def compare(claims: list[Claim], table: pd.DataFrame, grid: pd.DataFrame | None 
         lines.append(f"{verdict}: {claim.finding}")
     return lines
 
+
+
+def support_rule(kind: str, helps: bool) -> Callable:
+    """On every shift of `kind` (`in-support` | `out-of-support`, ``analysis.support`` table passed as
+    the grid): `helps` -> each ER CI lies above 0; not `helps` -> none does (pre-training does not help)."""
+    def check(table: pd.DataFrame, grid: pd.DataFrame) -> bool:
+        rows = grid[grid["support"] == kind] if "support" in grid.columns else grid.iloc[0:0]
+        if rows.empty:
+            raise NotChecked(f"no {kind} shift in this run")
+        if (rows["n_trials"] < 3).any():
+            raise NotChecked(f"the {kind} shifts rest on fewer than 3 trials")
+        above = rows["er_ci_lo"] > 0
+        return bool(above.all()) if helps else not bool(above.any())
+    return check

@@ -58,7 +58,8 @@ def _bands(finished: pd.DataFrame, trends: dict[str, Trend], transform: str, n_b
 
 def draw_figures(out: Path, finished: pd.DataFrame, trends: dict[str, Trend], given: dict[str, Trend],
                  table: pd.DataFrame, baseline: str, transform: str, colors: dict, n_boot: int, seed: int,
-                 residual_trend: str | None, metric: str, ood_set: str, grid: pd.DataFrame) -> Drawn:
+                 residual_trend: str | None, metric: str, ood_set: str, grid: pd.DataFrame,
+                 support: pd.DataFrame | None = None) -> Drawn:
     from analysis.plots import er_bar_plot, er_heatmap, scatter_plot
 
     drawn = Drawn()
@@ -95,7 +96,20 @@ def draw_figures(out: Path, finished: pd.DataFrame, trends: dict[str, Trend], gi
             + ("; the hatched bar is the baseline itself (about 0 by construction)" if hatched else "")
             + ("; '(few trials)': fewer than 3 trials, so the CI says little" if few else "") + ".")))
 
-    if not grid.empty:
+    if support is not None and not support.empty:
+        from analysis.support import support_bar_plot
+
+        support.to_csv(out / "support_er.csv", index=False)
+        drawn.files.append("support_er.csv")
+        support_bar_plot(support, out / "support_er.png", baseline)
+        drawn.figures.append(("support_er", "Effective robustness on in-support and out-of-support shifts", (
+            f"Mean ER (pp) of the pre-trained models on each shifted test set, against the {baseline} trend of the "
+            f"same reference distribution and shifted set ({name}), with 95% bootstrap CIs of the mean ({n_boot} "
+            "resamples of the trials). Left: in-support shifts (the reference's tint correlated with the label with "
+            "probability p, the shifted set's tint independent of it); right: out-of-support shifts of an untinted "
+            "reference (tinted, or upside down). The rule of thumb (Cohen-Wang et al.): pre-training helps the "
+            "right group, not the left.")))
+    elif not grid.empty:
         grid.to_csv(out / "domain_er.csv", index=False)
         drawn.files.append("domain_er.csv")
         er_heatmap(grid_matrix(grid), out / "domain_er.png", baseline)

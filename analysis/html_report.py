@@ -59,6 +59,7 @@ class ReportPage:
     ood_set: str = "ood"
     selection: pd.DataFrame | None = None  # ``analysis.selection.model_selection``
     compared: Sequence[str] = ()  # the paper's findings checked against this run (``analysis.claims``)
+    support: pd.DataFrame | None = None  # ER per in-/out-of-support shift (``analysis.support``)
 
 
 def render(page: ReportPage) -> str:
@@ -84,7 +85,7 @@ def render(page: ReportPage) -> str:
                 f"<figcaption><b>{_e(title)}.</b> {_e(caption)}</figcaption></figure>"
             )
         parts.append("</div>")
-    parts += ["<h2>Trends per group</h2>", _trend_table(page), _selection(page), _excluded(page)]
+    parts += [_support(page), "<h2>Trends per group</h2>", _trend_table(page), _selection(page), _excluded(page)]
     if page.notes:
         parts.append("<h2>Notes</h2><ul>" + "".join(f"<li>{_code(_e(n))}</li>" for n in page.notes))
         parts.append("</ul>")
@@ -176,6 +177,24 @@ def _selection(page: ReportPage) -> str:
                   _td(100 * r[f"selected_{x}"], "{:.1f}"), _td(100 * r[f"selected_{y}"], "{:.1f}"),
                   _td(r["last_epoch"], "{:.0f}"), _td(100 * r[f"last_{x}"], "{:.1f}"),
                   _td(100 * r[f"last_{y}"], "{:.1f}")]
+        out.append("<tr>" + "".join(cells) + "</tr>")
+    out.append("</table>")
+    return "\n".join(out)
+
+
+def _support(page: ReportPage) -> str:
+    table = page.support
+    if table is None or table.empty:
+        return ""
+    head = ["support", "reference", "shifted set", "target", "ER (pp)", "95% CI (pp)", "trials"]
+    out = ["<h2>Effective robustness per shift</h2>",
+           f"<p>Pre-trained models against the {_e(page.baseline)} trend of the same reference distribution and "
+           "shifted test set; CIs resample trials.</p>",
+           "<table><tr>" + "".join(f"<th class='l'>{_e(h)}</th>" for h in head) + "</tr>"]
+    for _, r in table.iterrows():
+        cells = [f"<td class='l'>{_e(_plain(r[c]))}</td>" for c in ("support", "reference", "shift", "target")]
+        cells += [_td(100 * r["mean_er"], "{:+.2f}"), f"<td>{_ci(r['er_ci_lo'], r['er_ci_hi'])}</td>",
+                  _td(r["n_trials"], "{:.0f}")]
         out.append("<tr>" + "".join(cells) + "</tr>")
     out.append("</table>")
     return "\n".join(out)

@@ -35,6 +35,7 @@ from analysis.groups import (
 from analysis.ingest import load_tables
 from analysis.selection import model_selection
 from analysis.summary import TREND_COLUMNS, fit_groups, summarize_groups
+from analysis.support import support_lines, support_table
 from analysis.transforms import check_transform
 from analysis.trends import Trend, effective_robustness
 
@@ -43,7 +44,7 @@ __all__ = [
     "ordered_groups", "write_report",
 ]
 PathLike = str | os.PathLike
-FIGURES = ("scatter", "residuals", "er_bars", "domain_er")
+FIGURES = ("scatter", "residuals", "er_bars", "domain_er", "support_er")
 
 
 def score_columns(metric: str, ood: str) -> tuple[str, str, str]:
@@ -140,7 +141,8 @@ def write_report(
     selection = model_selection(finished, metric, ood_set)
     findings = finding_lines(table, str(baseline))
     grid = domain_er_grid(finished, metric, str(baseline), transform, n_boot, seed)
-    compared = compare(claims or [], table, grid)
+    support = support_table(grid, finished)
+    compared = compare(claims or [], table, support if not support.empty else grid)
 
     out_text = _out_location(path_list[0], out_dir)
     with tempfile.TemporaryDirectory(prefix="analysis-report-") as staging:
@@ -159,7 +161,7 @@ def write_report(
             from analysis.figures import draw_figures
 
             drawn = draw_figures(out, finished, trends, given, table, str(baseline), transform, colors, n_boot,
-                                 seed, residual_trend, metric, ood_set, grid)
+                                 seed, residual_trend, metric, ood_set, grid, support)
             figures, checks = drawn.figures, drawn.skipped
             written += drawn.files
         from analysis.html_report import ReportPage, render
@@ -171,14 +173,15 @@ def write_report(
             figures=[(title, out / f"{name}.png", cap) for name, title, cap in figures],
             residual_trend=next((title for name, title, _ in figures if name == "residuals"), None),
             n_boot=n_boot, seed=seed, files=written, notes=notes, findings=findings, metric=metric,
-            ood_set=ood_set, selection=selection, compared=compared,
+            ood_set=ood_set, selection=selection, compared=compared, support=support,
         )
         (out / "report.html").write_text(render(page), encoding="utf-8")
         written.append("report.html")
         if remote.is_uri(out_text):
             remote.upload_dir(out, out_text)
         shown = [remote.join(out_text, f) if remote.is_uri(out_text) else out / f for f in written]
-        print(_summary(path_list, trials, rows, table, transform, str(baseline), shown, findings, metric, compared))
+        print(_summary(path_list, trials, rows, table, transform, str(baseline), shown, findings, metric, compared,
+                       support_lines(support)))
     return out_text if remote.is_uri(out_text) else Path(out_text).expanduser()
 
 
@@ -225,9 +228,13 @@ def _status_counts(trials: pd.DataFrame) -> str:
 def _summary(
     paths: list, trials: pd.DataFrame, rows: pd.DataFrame, table: pd.DataFrame,
     transform: str, baseline: str, written: list, findings: list[str], metric: str, compared: list[str],
+    support: list[str] = (),
 ) -> str:
     n_exp = trials["experiment"].nunique()
     lines = [*findings, ""] if findings else []
+    if support:
+        lines += [f"Effective robustness per shift ({METRIC_NAMES[metric]}, pre-trained vs {baseline}, 95% CI):",
+                  *(f"  {line}" for line in support), ""]
     if compared:
         lines += ["Compared with the paper:", *(f"  {line}" for line in compared), ""]
     lines += [

@@ -53,6 +53,7 @@ SMOKE_SOURCE_OPTIONS = {
 SMOKE_TARGET_OPTIONS = {
     "synthcam": {"num_classes": 8, "train_size": 320, "eval_size": 96, "test_size": 96},
     "synthdomains": {"num_classes": 8, "train_per_class": 20, "test_per_class": 6},
+    "support_shift": {"base_options": {"num_classes": 6, "images_per_class": 30, "val_per_class": 10, "seed": 1}},
 }
 SMOKE_TARGETS = 2   # a grid of targets keeps its first two under --smoke
 # --smoke keeps the sweep's recipe (optimisers, learning rates, precision) at the smallest size and length.

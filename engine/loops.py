@@ -150,16 +150,18 @@ def scores(name: str, y_true: np.ndarray, y_pred: np.ndarray) -> dict:
 
 
 def evaluate(model: nn.Module, loaders: dict, device: torch.device, label_map: np.ndarray | None = None,
-             sets: dict | None = None, precision: str = "fp32") -> dict:
+             sets: dict | None = None, precision: str = "fp32", predictions: dict | None = None) -> dict:
     """Macro-F1 and accuracy (fractions) per evaluated set: {'<name>_f1', '<name>_acc'}.
 
     `loaders` maps a split to its loader; each split is predicted once. `sets` maps a metric prefix
     to (split, rows or None): a set is a whole split or some of its rows (e.g. one DomainNet domain
-    of the pooled OOD split). Without `sets`, each loader's name is its own prefix.
+    of the pooled OOD split). Without `sets`, each loader's name is its own prefix. A `predictions`
+    dict receives each split's (true labels, predicted labels), in file order.
     """
     sets = sets or {name: (name, None) for name in loaders}
-    predictions = {split: predict(model, loaders[split], device, precision)
-                   for split in dict.fromkeys(split for split, _ in sets.values())}
+    predictions = {} if predictions is None else predictions
+    predictions.update({split: predict(model, loaders[split], device, precision)
+                        for split in dict.fromkeys(split for split, _ in sets.values())})
     out = {}
     for name, (split, rows) in sets.items():
         y_true, y_pred = predictions[split]

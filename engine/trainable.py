@@ -31,6 +31,7 @@ from engine.loops import (
     train_epoch,
     training_state,
 )
+from engine.predictions import read_log, write_log
 from engine.pretrain import FAULT_ENV, RunContext, maybe_fault, pretrain
 from engine.provenance import package_versions
 
@@ -186,11 +187,16 @@ def train_cell(config: dict, context: RunContext) -> None:
     # the pre-training subset's size travels with every row, so reports can show it (None for scratch)
     subset = (pretrained_meta or {}).get("subset", {})
     subset_size = {"subset_images": subset.get("num_images"), "subset_classes": subset.get("num_classes")}
+    storage = tune.get_context().get_storage()  # per-example predictions go beside result.json (engine.predictions)
+    predictions = read_log(storage.storage_filesystem, storage.trial_fs_path, target.num_classes, start)
     for epoch in range(start, inputs.epochs):
         maybe_fault("finetune", epoch + 1, Path(context.storage) / ".faults" / config["cell_id"])
         train_loader.next_epoch = epoch
         stats = train_epoch(model, train_loader, optimizer, scheduler, None, device, inputs.precision, scaler)
-        metrics = evaluate(model, eval_loaders, device, sets=sets, precision=inputs.precision)
+        predicted: dict = {}
+        metrics = evaluate(model, eval_loaders, device, sets=sets, precision=inputs.precision, predictions=predicted)
+        predictions.add(epoch + 1, predicted)
+        write_log(predictions, storage.storage_filesystem, storage.trial_fs_path)
         row = {"phase": "finetune", "epoch": epoch + 1, **stats, **metrics, **subset_size,
                "cell_id": config["cell_id"], "git_sha": context.git_sha}
         record["history"].append(row)

@@ -1,0 +1,106 @@
+"""Effective robustness per shift, grouped by whether the shift is in-support or out-of-support
+(Cohen-Wang et al.; docs/PROTOCOL.md 5): the `support_shift` sweep's table and bar chart.
+
+Each reference distribution is one fine-tuning target; its trials report each shifted test set as
+its own OOD set (`ood_<shift>_*`). `analysis.domain_grid` already measures, per (target, OOD set),
+the pre-trained models against that pair's scratch trend, with a 95% CI that resamples trials;
+this module names each pair's shift and its support, from the target's options (`p`: the
+reference's tint correlation, None for an untinted reference; `shifts`):
+- `tint` on a tinted reference (`p` set) is **in-support**: the reference already holds every
+  (class, colour) pair, only the correlation changes;
+- `tint` on an untinted reference and `flip` on any are **out-of-support**: new kinds of images.
+The same rule as `datasets.shifts.transforms.support_of` (the analysis reads files, never the
+data package; a test keeps the two equal).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+SUPPORT_COLUMNS = ["support", "shift", "reference", "target", "group", "baseline", "mean_er", "er_ci_lo",
+                   "er_ci_hi", "n_trials"]
+KINDS = ("in-support", "out-of-support")
+
+
+def support_of(shift: str, p: float | None) -> str:
+    """'in-support' for a tint shift of a tinted reference, else 'out-of-support'."""
+    return "in-support" if shift == "tint" and p is not None else "out-of-support"
+
+
+def _shift_options(text: object) -> dict | None:
+    try:
+        options = json.loads(text or "{}")
+    except (TypeError, json.JSONDecodeError):
+        return None
+    return options if isinstance(options, dict) and "shifts" in options and "p" in options else None
+
+
+def support_table(grid: pd.DataFrame, points: pd.DataFrame) -> pd.DataFrame:
+    """``SUPPORT_COLUMNS``: the rows of ``grid`` (``analysis.domain_grid.domain_er_grid``) whose target
+    is a shifted reference distribution, each named by its shift and support; empty otherwise.
+    In-support rows first (by p), then out-of-support ones."""
+    if grid.empty or "target_options" not in points.columns:
+        return pd.DataFrame(columns=SUPPORT_COLUMNS)
+    options = points.groupby("target")["target_options"].first().map(_shift_options).to_dict()
+    records = []
+    for _, row in grid.iterrows():
+        opts = options.get(row["target"])
+        if opts is None or row["ood_domain"] not in opts["shifts"]:
+            continue
+        p = opts["p"]
+        records.append({"support": support_of(row["ood_domain"], p), "shift": row["ood_domain"],
+                        "reference": "untinted" if p is None else f"tint p={p:g}", "target": row["target"],
+                        **{k: row[k] for k in ("group", "baseline", "mean_er", "er_ci_lo", "er_ci_hi", "n_trials")}})
+    table = pd.DataFrame.from_records(records, columns=SUPPORT_COLUMNS)
+    if table.empty:
+        return table
+    order = table["support"].map(KINDS.index) * 10 + table["shift"].map(lambda s: 0 if s == "tint" else 1)
+    return table.assign(_o=order).sort_values(["_o", "reference"]).drop(columns="_o").reset_index(drop=True)
+
+
+def support_lines(table: pd.DataFrame) -> list[str]:
+    """One line per shift: `in-support  tint p=0.7 -> tint: ER -1.2 pp [-2.0, -0.3] (4 trials)`."""
+    lines = []
+    for _, r in table.iterrows():
+        ci = (f"[{100 * r['er_ci_lo']:+.1f}, {100 * r['er_ci_hi']:+.1f}]"
+              if np.isfinite(r["er_ci_lo"]) and np.isfinite(r["er_ci_hi"]) else "[no CI]")
+        lines.append(f"{r['support']:<14} {r['reference']} -> {r['shift']}: ER {100 * r['mean_er']:+.1f} pp {ci} "
+                     f"({int(r['n_trials'])} trial{'s' if r['n_trials'] != 1 else ''})")
+    return lines
+
+
+def support_bar_plot(table: pd.DataFrame, out_path: Path, baseline: str = "scratch") -> Path:
+    """Bars of mean ER (pp) with 95% CIs, one per shift, grouped in-support | out-of-support; PNG and PDF."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    colours = {"in-support": "#4c72b0", "out-of-support": "#dd8452"}
+    x, ticks, positions = 0.0, [], []
+    for kind in KINDS:
+        for _, r in table[table["support"] == kind].iterrows():
+            positions.append(x)
+            ticks.append(f"{r['reference']}\n-> {r['shift']}")
+            x += 1
+        x += 0.8  # a gap between the two groups
+    m = 100 * table["mean_er"].to_numpy(float)
+    lo, hi = 100 * table["er_ci_lo"].to_numpy(float), 100 * table["er_ci_hi"].to_numpy(float)
+    err = np.vstack([np.where(np.isfinite(lo), m - lo, 0), np.where(np.isfinite(hi), hi - m, 0)])
+    fig = Figure(figsize=(max(3.5, 0.75 * len(table) + 1.5), 3.2), dpi=200)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    ax.bar(positions, m, yerr=err, capsize=3, color=[colours[s] for s in table["support"]])
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.set_xticks(positions)
+    ax.set_xticklabels(ticks, fontsize=6)
+    ax.set_ylabel(f"ER vs {baseline} (pp)", fontsize=8)
+    for kind, colour in colours.items():
+        ax.bar([], [], color=colour, label=kind)
+    ax.legend(fontsize=7, frameon=False)
+    fig.tight_layout()
+    png = Path(out_path).with_suffix(".png")
+    fig.savefig(png)
+    fig.savefig(png.with_suffix(".pdf"))
+    return png
