@@ -26,7 +26,36 @@ def isolated_cache(tmp_path_factory) -> Path:
 
 def run_sweep_script(script: str, *args: str, env: dict | None = None, timeout: float = 600,
                      **popen) -> subprocess.CompletedProcess:
-    """Run `sweeps/<script>` in a fresh interpreter, as a user would."""
+    """Run `sweeps/<script>` in a fresh interpreter, as a user would, importing this checkout's packages
+    (an editable install may point at another checkout of the project)."""
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
     return subprocess.run([sys.executable, str(ROOT / "sweeps" / script), *args], cwd=ROOT,
-                          env={**os.environ, **(env or {})}, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": path, **(env or {})}, capture_output=True, text=True,
                           timeout=timeout, **popen)
+
+
+class SmokeRuns:
+    """Each sweep script's `--smoke` run into one shared storage, run the first time a test asks for it
+    (once per session): `smoke_runs[script]` -> (CompletedProcess, sweep dir); `smoke_runs["storage"]`."""
+
+    # data_quantity before baselines: the baselines' `full` cell must find data_quantity's model in the cache
+    AFTER = {"baselines": ("data_quantity",)}
+
+    def __init__(self, storage: Path):
+        self.storage, self.runs = storage, {}
+
+    def __getitem__(self, script: str):
+        if script == "storage":
+            return self.storage
+        if script not in self.runs:
+            for first in self.AFTER.get(script, ()):
+                self[first]
+            out = run_sweep_script(f"{script}.py", "--smoke", "--storage-path", str(self.storage), timeout=600)
+            self.runs[script] = (out, self.storage / f"{script}-smoke")
+        return self.runs[script]
+
+
+@pytest.fixture(scope="session")
+def smoke_runs(tmp_path_factory) -> SmokeRuns:
+    """The sweep scripts' smoke runs (tests/test_sweep_scripts.py and the per-sweep test files share them)."""
+    return SmokeRuns(tmp_path_factory.mktemp("sweeps"))

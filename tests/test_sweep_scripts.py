@@ -1,36 +1,23 @@
 """Every sweep script of the papers, run as a user would with `--smoke`: real local Ray, real data
-generation, real training, real report. One session fixture runs them all once (about a minute
-each); the tests read what they left on disk."""
+generation, real training, real report. One session fixture (`smoke_runs`, tests/conftest.py) runs
+each once (about a minute each), when a test first asks; the tests read what they left on disk."""
 from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from analysis.ingest import load_experiments, load_trials
-from conftest import ROOT, run_sweep_script
+from conftest import run_sweep_script
 from engine.inputs import PretrainInputs
 
 pytestmark = pytest.mark.slow
-# data_quantity before baselines: the baselines' `full` cell must find data_quantity's model in the cache
 SCRIPTS = ("data_quantity", "baselines", "label_granularity", "label_semantics", "image_diversity", "data_sources",
-           "clip_finetune", "domainnet")
+           "clip_finetune", "domainnet", "support_shift")
 FINDING = re.compile(r"^(\S+: )?\S+ \(.*\): ER [-+]\d+\.\d pp \[[-+]\d+\.\d, [-+]\d+\.\d\] vs ")
-
-
-@pytest.fixture(scope="session")
-def smoke_runs(tmp_path_factory) -> dict:
-    storage = tmp_path_factory.mktemp("sweeps")
-    runs = {}
-    for script in SCRIPTS:
-        out = run_sweep_script(f"{script}.py", "--smoke", "--storage-path", str(storage), timeout=600)
-        runs[script] = (out, storage / f"{script}-smoke")
-    return {"storage": storage, **runs}
 
 
 def trends(sweep: Path) -> pd.DataFrame:
@@ -157,8 +144,7 @@ def test_label_granularity_dry_run_on_imagenet_lists_the_papers_class_counts(tmp
 
 def test_every_script_says_what_its_embedded_default_scales(tmp_path):
     for script in SCRIPTS:
-        proc = subprocess.run([sys.executable, str(ROOT / "sweeps" / f"{script}.py"), "--help"], cwd=ROOT,
-                              capture_output=True, text=True, timeout=120)
+        proc = run_sweep_script(f"{script}.py", "--help", timeout=120)
         assert proc.returncode == 0 and "Embedded default:" in proc.stdout and "--values" in proc.stdout, script
         assert "reference ImageNet recipe" in proc.stdout, script
 
