@@ -1,0 +1,52 @@
+"""The density-ratio split of a natural shift, on constructed cases whose answer is known."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from analysis.support_split import fit_temperature, log_loss, out_of_fold_logits, split_shift
+
+
+def test_split_of_two_gaussians_puts_the_non_overlapping_part_out_of_support():
+    # reference N(0, 1), shifted N(3, 1), equal sizes: the true ratio is exp(3x - 4.5), and
+    # r >= 1/0.1 exactly when x >= (ln 10 + 4.5) / 3; P(N(3, 1) above that) is the expected fraction.
+    rng = np.random.default_rng(0)
+    n = 3000
+    reference = np.c_[rng.normal(0, 1, n), rng.normal(0, 1, n)]   # a second, uninformative feature
+    shifted = np.c_[rng.normal(3, 1, n), rng.normal(0, 1, n)]
+    split = split_shift(reference, shifted, epsilon=0.1)
+    threshold = (np.log(10) + 4.5) / 3
+    expected = stats.norm.sf(threshold, loc=3)                       # 0.768
+    assert split.out_fraction == pytest.approx(expected, abs=0.03)
+    truly_out = shifted[:, 0] >= threshold
+    assert np.mean(split.out_of_support == truly_out) > 0.95
+    assert split.out_of_support[shifted[:, 0] > 4].all() and not split.out_of_support[shifted[:, 0] < 1].any()
+
+
+def test_temperature_calibration_lowers_the_held_out_log_loss():
+    # few examples, many noise features and almost no regularisation: overconfident out-of-fold logits
+    rng = np.random.default_rng(1)
+    n, d = 300, 60
+    labels = np.r_[np.zeros(n), np.ones(n)].astype(int)
+    features = rng.normal(0, 1, (2 * n, d))
+    features[:, 0] += 0.8 * labels
+    logits = out_of_fold_logits(features, labels, C=100.0)
+    order = rng.permutation(2 * n)
+    fit, held_out = order[:n], order[n:]
+    temperature = fit_temperature(logits[fit], labels[fit])
+    assert temperature > 1  # the raw logits were overconfident
+    assert log_loss(logits[held_out], labels[held_out], temperature) < log_loss(logits[held_out], labels[held_out])
+
+
+def test_fitted_temperature_recovers_a_known_scale():
+    # labels drawn from sigmoid(z); the logits handed over are 3 z: the best temperature is 3
+    rng = np.random.default_rng(2)
+    z = rng.normal(0, 2, 20000)
+    labels = (rng.random(len(z)) < 1 / (1 + np.exp(-z))).astype(int)
+    assert fit_temperature(3 * z, labels) == pytest.approx(3, rel=0.05)
+
+
+def test_epsilon_outside_zero_one_is_refused():
+    with pytest.raises(ValueError, match="epsilon=1.5 must be in"):
+        split_shift(np.zeros((20, 2)), np.ones((20, 2)), epsilon=1.5)
