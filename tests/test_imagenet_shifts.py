@@ -1,0 +1,67 @@
+"""ImageNet-V2 and ImageNet-Sketch read from small folders written here in their real layouts."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from datasets import SourceError, get_source
+from layouts import write_jpeg
+
+WNIDS = [line.strip() for line in (Path(__file__).resolve().parent.parent / "datasets" / "data" /
+                                   "imagenet_wnids.txt").read_text().splitlines() if line.strip()]
+
+
+def write_v2(root: Path, classes=(0, 1, 2, 10, 999), per_class: int = 2) -> Path:
+    base = root / "imagenetv2-matched-frequency-format-val"
+    for k in classes:
+        for i in range(per_class):
+            write_jpeg(base / str(k) / f"{k:04d}{i}.jpeg", k % 7, seed=i)
+    return base
+
+
+def test_v2_class_folders_map_by_integer_to_the_sorted_wnids(tmp_path):
+    write_v2(tmp_path)
+    src = get_source("imagenet_v2", tmp_path)
+    assert src.splits == ("test",) and src.classes == WNIDS and src.num_classes == 1000
+    labels = src.labels("test")
+    files = src.scans["test"].files
+    by_folder = {f.split("/")[0]: int(label) for f, label in zip(files, labels)}
+    # folder "10" is wnid number 10, although it sorts between "1" and "2" as a string
+    assert by_folder == {"0": 0, "1": 1, "2": 2, "10": 10, "999": 999}
+    assert src.classes[by_folder["10"]] == WNIDS[10] == "n01530575"
+    assert np.bincount(labels, minlength=1000)[[0, 1, 2, 10, 999]].tolist() == [2] * 5
+    images, written = src.images("test", 32), []
+    for i in range(len(images)):
+        image, label = images[i]
+        written.append(label)
+        assert image.ndim == 3 and image.shape[2] == 3
+    assert written == labels.tolist()
+
+
+def test_sketch_reads_wnid_folders_in_either_standard_place(tmp_path):
+    for i, w in enumerate((WNIDS[0], WNIDS[5], WNIDS[998])):
+        write_jpeg(tmp_path / "imagenet-sketch" / "sketch" / w / f"sketch_{i}.JPEG", i)
+    src = get_source("imagenet_sketch", tmp_path)
+    assert sorted(src.labels("test").tolist()) == [0, 5, 998]
+    direct = get_source("imagenet_sketch", tmp_path / "imagenet-sketch")
+    assert direct.labels("test").tolist() == src.labels("test").tolist()
+
+
+@pytest.mark.parametrize("source, words", [
+    ("imagenet_v2", "ImageNet-V2 (matched-frequency) not found"),
+    ("imagenet_sketch", "ImageNet-Sketch not found"),
+])
+def test_missing_natural_shift_says_what_to_download_and_where(tmp_path, source, words):
+    with pytest.raises(SourceError) as error:
+        get_source(source, tmp_path)
+    message = str(error.value)
+    assert "\n" not in message and words in message and "download" in message and str(tmp_path) in message
+
+
+def test_v2_folder_that_is_not_a_class_index_is_named(tmp_path):
+    base = write_v2(tmp_path, classes=(0, 1))
+    write_jpeg(base / "1000" / "x.jpeg", 0)
+    with pytest.raises(SourceError, match="class folders are named 0..999; remove '1000'"):
+        get_source("imagenet_v2", tmp_path).labels("test")
