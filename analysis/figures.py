@@ -59,7 +59,7 @@ def _bands(finished: pd.DataFrame, trends: dict[str, Trend], transform: str, n_b
 def draw_figures(out: Path, finished: pd.DataFrame, trends: dict[str, Trend], given: dict[str, Trend],
                  table: pd.DataFrame, baseline: str, transform: str, colors: dict, n_boot: int, seed: int,
                  residual_trend: str | None, metric: str, ood_set: str, grid: pd.DataFrame,
-                 support: pd.DataFrame | None = None) -> Drawn:
+                 support: pd.DataFrame | None = None, natural: list | None = None) -> Drawn:
     from analysis.plots import er_bar_plot, er_heatmap, scatter_plot
 
     drawn = Drawn()
@@ -109,7 +109,9 @@ def draw_figures(out: Path, finished: pd.DataFrame, trends: dict[str, Trend], gi
             "probability p, the shifted set's tint independent of it); right: out-of-support shifts of an untinted "
             "reference (tinted, or upside down). The rule of thumb (Cohen-Wang et al.): pre-training helps the "
             "right group, not the left.")))
-    elif not grid.empty:
+    for path, table, split, meta in natural or []:
+        _natural_split(drawn, out, path, table, split, meta, baseline, name, n_boot)
+    if (support is None or support.empty) and not grid.empty:
         grid.to_csv(out / "domain_er.csv", index=False)
         drawn.files.append("domain_er.csv")
         er_heatmap(grid_matrix(grid), out / "domain_er.png", baseline)
@@ -195,3 +197,29 @@ def _residual_check(drawn: Drawn, out: Path, finished: pd.DataFrame, trends: dic
         f"OOD {name} of the {subject} group's models minus the prediction of {against} (percentage points), per "
         f"architecture and fine-tuning epoch ({spread}). Values near 0 at every epoch justify using every epoch as a "
         "point (paper Fig. 3).")))
+
+
+def _natural_split(drawn: Drawn, out: Path, path: Path, table: pd.DataFrame, split, meta: dict, baseline: str,
+                   name: str, n_boot: int) -> None:
+    """The in-/out-of-support ER of one split natural shift, and its most in-/out-of-support images."""
+    import numpy as np
+
+    from analysis.natural_split import natural_split_figure, read_features
+
+    stem = f"natural_split_{meta['target']}"
+    pd.DataFrame({"ratio": split.ratio, "probability": split.probability,
+                  "out_of_support": split.out_of_support}).to_csv(out / f"{stem}.csv", index_label="row")
+    drawn.files.append(f"{stem}.csv")
+    if table.empty:
+        drawn.skipped.append(f"The split of {meta['target']}'s shift has no ER: a part is empty or the scratch or "
+                             "pre-trained trials are missing.")
+        return
+    arrays, _ = read_features(path)
+    natural_split_figure(table, split, arrays["thumbnails"], out / f"{stem}.png", baseline)
+    drawn.figures.append((stem, f"In-support and out-of-support parts of {meta['target']}'s natural shift", (
+        f"The shifted set ({meta['shifted_split']}) split by a domain classifier on {meta['encoder']} features "
+        f"(10-fold out-of-fold probabilities, temperature {split.temperature:.2f}): an image is out-of-support when "
+        f"its density ratio r >= 1/epsilon = {1 / split.epsilon:g} ({int(np.sum(split.out_of_support))} of "
+        f"{len(split.ratio)}). Left: mean ER (pp, {name}) of the pre-trained models on each part against the "
+        f"{baseline} trend of that part, with 95% CIs ({n_boot} resamples of the trials). Right: the shifted images "
+        "with the lowest (top) and highest (bottom) r.")))

@@ -35,6 +35,7 @@ from analysis.groups import (
 from analysis.ingest import load_tables
 from analysis.selection import model_selection
 from analysis.summary import TREND_COLUMNS, fit_groups, summarize_groups
+from analysis.natural_split import find_features, natural_split_er
 from analysis.support import support_lines, support_table
 from analysis.transforms import check_transform
 from analysis.trends import Trend, effective_robustness
@@ -142,6 +143,10 @@ def write_report(
     findings = finding_lines(table, str(baseline))
     grid = domain_er_grid(finished, metric, str(baseline), transform, n_boot, seed)
     support = support_table(grid, finished)
+    natural = [(path, *natural_split_er(path, finished, trials, metric, transform, n_boot, seed))
+               for path in find_features(path_list)]
+    if natural:
+        support = pd.concat([support, *(table for _, table, _, _ in natural)], ignore_index=True)
     compared = compare(claims or [], table, support if not support.empty else grid)
 
     out_text = _out_location(path_list[0], out_dir)
@@ -161,7 +166,7 @@ def write_report(
             from analysis.figures import draw_figures
 
             drawn = draw_figures(out, finished, trends, given, table, str(baseline), transform, colors, n_boot,
-                                 seed, residual_trend, metric, ood_set, grid, support)
+                                 seed, residual_trend, metric, ood_set, grid, support, natural)
             figures, checks = drawn.figures, drawn.skipped
             written += drawn.files
         from analysis.html_report import ReportPage, render

@@ -152,7 +152,8 @@ def apply_flags(spec: SweepSpec, args: argparse.Namespace) -> SweepSpec:
         arms = tuple(replace(a, values=a.smoke_values or a.values[:2], params={**a.params, **a.smoke_params})
                      for a in spec.all_arms())
         targets = tuple(replace(t, options={**t.options, **SMOKE_TARGET_OPTIONS.get(t.registered, {})})
-                        for t in spec.all_targets()[:SMOKE_TARGETS])
+                        for t in (tuple(t for t in spec.all_targets() if t.name in spec.smoke_targets)
+                                  or spec.all_targets()[:SMOKE_TARGETS]))
         spec = replace(spec, smoke=True, archs=spec.archs[:1], seeds=1, arms=arms, intervention="", values=(),
                        targets=targets, recipe=replace(spec.recipe, **SMOKE_RECIPE_CHANGES),
                        source_options={**spec.source_options, **SMOKE_SOURCE_OPTIONS})
@@ -232,10 +233,13 @@ def _summary(directory: Path, status: dict[str, str], seconds: float, report: Pa
 
 
 def sweep_main(build: Callable[[argparse.Namespace], SweepSpec], description: str, argv=None,
-               epilog: str | None = None, report_options: dict | None = None) -> int:
+               epilog: str | None = None, report_options: dict | None = None,
+               before_report: Callable[[Path, SweepSpec, "RunOptions"], None] | None = None) -> int:
     """Entry point of a sweep script: `build(args)` returns the spec for the given flags.
 
     `report_options` are passed to the report (e.g. `{"metric": "acc"}` where the paper plots accuracy).
+    `before_report(sweep directory, spec, run options)` runs after the cells, before the report: a
+    sweep's own files for the analysis (e.g. `support_shift`'s features of a natural shift).
     Exit status: 0 done, 2 a bad flag or input (one line), 130 interrupted (Ctrl-C; one line says
     how to resume).
     """
@@ -281,6 +285,12 @@ def sweep_main(build: Callable[[argparse.Namespace], SweepSpec], description: st
     if args.dry_run:
         return 0
     report = None
+    if before_report is not None:
+        try:
+            before_report(directory, spec, options)
+        except (ValueError, OSError) as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
     if not args.no_report:
         print(f"\nreport of {directory}:")
         try:

@@ -73,6 +73,7 @@ class SweepSpec:
     target: str = "synthcam"                # one-target shorthand: target, target_options
     target_options: dict = field(default_factory=dict)
     targets: tuple[Target, ...] = ()
+    smoke_targets: tuple[str, ...] = ()     # --smoke keeps these targets (default: the first two)
     seeds: int = 1
     baselines: tuple[str, ...] = ("scratch",)   # "scratch" (per target) and/or "full" (per source)
     full_sources: tuple[str, ...] | None = None  # sources with a `full` baseline (default: all)

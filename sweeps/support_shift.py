@@ -11,15 +11,19 @@ grouped by support, with 95% bootstrap CIs. The paper's rule of thumb: pre-train
 out-of-support shifts, and cannot undo the dataset bias behind in-support ones.
 """
 import sys
+from functools import partial
 
 from analysis.claims import Claim, support_rule
 from engine import EMBEDDED_RECIPE, REFERENCE_RECIPE, SweepSpec, Target
 from engine.cli import EMBEDDED_ARCHS, REAL_ARCHS, embedded_help, sweep_main
+from engine.features import write_natural_features
 
 P_GRID = (0.9, 0.8, 0.7, 0.6, 0.5)
 # The embedded reference: synthnet-style classes other than the pre-training source's draw (seed 1).
 EMBEDDED_BASE = {"num_classes": 10, "images_per_class": 40, "val_per_class": 20, "seed": 1}
 EMBEDDED_SEEDS = 2
+# Natural shifts split into in-support and out-of-support parts: target -> (reference split, shifted split, name).
+NATURAL = {"synthcam": ("id_test", "test", "synthcam's new locations")}
 SCALED = ("references over 10 synthnet classes (seed 1: 40 training and 20 test images per class, 32 px), vs "
           "ImageNet's 1000; pre-trained on synthnet (50 classes x 80, seed 0); resnet18 and mobilenet_v3_small; "
           "2 seeds.")
@@ -43,11 +47,12 @@ def build(args) -> SweepSpec:
     if args.data_root:
         return SweepSpec(name="support_shift", sources=("imagenet",), targets=targets("imagenet", {}),
                          baselines=("scratch", "full"), archs=REAL_ARCHS, recipe=REFERENCE_RECIPE)
-    return SweepSpec(name="support_shift", sources=("synthnet",), targets=targets("synthnet", EMBEDDED_BASE),
+    return SweepSpec(name="support_shift", sources=("synthnet",),
+                     targets=(*targets("synthnet", EMBEDDED_BASE), Target("synthcam")),
                      baselines=("scratch", "full"), archs=EMBEDDED_ARCHS, seeds=EMBEDDED_SEEDS,
-                     recipe=EMBEDDED_RECIPE)
+                     recipe=EMBEDDED_RECIPE, smoke_targets=("untinted", "tint-p0.9", "synthcam"))
 
 
 if __name__ == "__main__":
     sys.exit(sweep_main(build, __doc__.splitlines()[0], epilog=embedded_help(SCALED),
-                        report_options={"claims": CLAIMS}))
+                        report_options={"claims": CLAIMS}, before_report=partial(write_natural_features, NATURAL)))

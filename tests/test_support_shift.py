@@ -89,7 +89,7 @@ def test_support_shift_smoke_reports_every_shifted_set_and_stores_predictions(sm
     out, sweep = smoke_runs["support_shift"]
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     trials = load_trials([sweep])
-    assert set(trials["status"]) == {"finished"} and set(trials["target"]) == {"untinted", "tint-p0.9"}
+    assert set(trials["status"]) == {"finished"} and set(trials["target"]) == {"untinted", "tint-p0.9", "synthcam"}
     rows = load_experiments([sweep])
     untinted = rows[rows["target"] == "untinted"]
     for name in ("id", "ood", "ood_tint", "ood_flip"):  # documented metric names (README: rows of support_shift)
@@ -112,9 +112,20 @@ def test_support_shift_smoke_reports_every_shifted_set_and_stores_predictions(sm
             [f1_score(y_true, p, average="macro", labels=np.unique(y_true)) for p in y_pred])
     report = sweep / "report"
     support = pd.read_csv(report / "support_er.csv")
-    assert support[["support", "reference", "shift"]].values.tolist() == [
+    assert support[["support", "reference", "shift"]].values.tolist()[:3] == [
         ["in-support", "tint p=0.9", "tint"], ["out-of-support", "untinted", "tint"],
         ["out-of-support", "untinted", "flip"]]
+    # synthcam's new locations, split by the domain classifier on the pre-trained encoder's features
+    natural = support[support["reference"] == "natural: synthcam"]
+    assert natural["support"].tolist() == ["in-support", "out-of-support"]
+    features = np.load(sweep / "natural" / "synthcam.features.npz")
+    split = pd.read_csv(report / "natural_split_synthcam.csv")
+    assert len(split) == len(features["shifted"]) == len(features["thumbnails"])
+    assert features["reference"].shape[1] == features["shifted"].shape[1] == 512  # resnet18's penultimate layer
+    counts = [int((~split["out_of_support"]).sum()), int(split["out_of_support"].sum())]
+    assert [f"({n} images)" in s for n, s in zip(counts, natural["shift"])] == [True, True]
+    assert (split["out_of_support"] == (split["ratio"] >= 10)).all()
+    assert (report / "natural_split_synthcam.png").stat().st_size > 1000
     assert (report / "support_er.png").stat().st_size > 1000
     html = (report / "report.html").read_text()
     assert "Effective robustness per shift" in html and "out-of-support" in html
