@@ -54,5 +54,9 @@ def build(args) -> SweepSpec:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["split"]:  # split your own shift: python sweeps/support_shift.py split --help
+        from engine.split_command import split_main
+
+        sys.exit(split_main(sys.argv[2:]))
     sys.exit(sweep_main(build, __doc__.splitlines()[0], epilog=embedded_help(SCALED),
                         report_options={"claims": CLAIMS}, before_report=partial(write_natural_features, NATURAL)))

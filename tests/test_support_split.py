@@ -50,3 +50,45 @@ def test_fitted_temperature_recovers_a_known_scale():
 def test_epsilon_outside_zero_one_is_refused():
     with pytest.raises(ValueError, match="epsilon=1.5 must be in"):
         split_shift(np.zeros((20, 2)), np.ones((20, 2)), epsilon=1.5)
+
+
+def test_split_command_splits_two_folders_of_images(tmp_path):
+    """A user's own shift: the shifted folder holds images like the reference's and a new kind (flat grey
+    squares); the new kind is out-of-support, the rest mostly not."""
+    import pandas as pd
+    import torch
+    from PIL import Image
+
+    from conftest import run_sweep_script
+    from datasets import get_source
+    from engine.archs import build_model
+
+    renders = get_source("synthnet", num_classes=5, images_per_class=30, val_per_class=6).render("train", 32)
+    (tmp_path / "ref").mkdir()
+    for i, image in enumerate(renders[:100]):
+        Image.fromarray(image).save(tmp_path / "ref" / f"{i:03d}.png")
+    (tmp_path / "shift" / "old").mkdir(parents=True)
+    (tmp_path / "shift" / "new").mkdir()
+    for i, image in enumerate(renders[100:150]):
+        Image.fromarray(image).save(tmp_path / "shift" / "old" / f"{i:03d}.png")
+    for i in range(50):
+        Image.fromarray(np.full((32, 32, 3), 100 + 2 * i, dtype=np.uint8)).save(tmp_path / "shift" / "new" / f"{i:03d}.png")
+    torch.manual_seed(0)
+    torch.save(build_model("resnet18", 10, 32).state_dict(), tmp_path / "encoder.pt")
+    out = run_sweep_script("support_shift.py", "split", "--reference", str(tmp_path / "ref"), "--shifted",
+                           str(tmp_path / "shift"), "--encoder", "resnet18", "--weights", str(tmp_path / "encoder.pt"),
+                           "--resolution", "32", "--out", str(tmp_path / "mine"), timeout=300)
+    assert out.returncode == 0, out.stderr
+    split = pd.read_csv(tmp_path / "mine.split.csv")
+    assert len(split) == 100 and split["file"].str.startswith("new/").sum() == 50
+    new = split["file"].str.startswith("new/")
+    # a random (untrained) encoder, so the split is noisy: the new kind mostly out, the rest mostly in
+    assert split.loc[new, "out_of_support"].mean() > 0.8
+    assert split.loc[~new, "out_of_support"].mean() < 0.4
+    assert (split["out_of_support"] == (split["ratio"] >= 10)).all()
+    assert "of 100 shifted images are out-of-support" in out.stdout
+
+    bad = run_sweep_script("support_shift.py", "split", "--reference", str(tmp_path / "nowhere"), "--shifted",
+                           str(tmp_path / "shift"), "--encoder", "resnet18", "--weights", str(tmp_path / "encoder.pt"),
+                           timeout=120)
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [f"error: {tmp_path / 'nowhere'}: no such directory"]
