@@ -206,7 +206,7 @@ def _natural_split(drawn: Drawn, out: Path, path: Path, table: pd.DataFrame, spl
 
     from analysis.natural_split import natural_split_figure, read_features
 
-    stem = f"natural_split_{meta['target']}"
+    stem = f"natural_split_{meta.get('name', meta['target'])}"
     pd.DataFrame({"ratio": split.ratio, "probability": split.probability,
                   "out_of_support": split.out_of_support}).to_csv(out / f"{stem}.csv", index_label="row")
     drawn.files.append(f"{stem}.csv")
@@ -216,8 +216,9 @@ def _natural_split(drawn: Drawn, out: Path, path: Path, table: pd.DataFrame, spl
         return
     arrays, _ = read_features(path)
     natural_split_figure(table, split, arrays["thumbnails"], out / f"{stem}.png", baseline)
-    drawn.figures.append((stem, f"In-support and out-of-support parts of {meta['target']}'s natural shift", (
-        f"The shifted set ({meta['shifted_split']}) split by a domain classifier on {meta['encoder']} features "
+    drawn.figures.append((stem, f"In-support and out-of-support parts of {meta['target']}'s natural shift "
+                                f"{meta['shift_name']}", (
+        f"The shifted set ({meta['shift_name']}) split by a domain classifier on {meta['encoder']} features "
         f"(10-fold out-of-fold probabilities, temperature {split.temperature:.2f}): an image is out-of-support when "
         f"its density ratio r >= 1/epsilon = {1 / split.epsilon:g} ({int(np.sum(split.out_of_support))} of "
         f"{len(split.ratio)}). Left: mean ER (pp, {name}) of the pre-trained models on each part against the "

@@ -64,7 +64,8 @@ def natural_split_er(features: str | os.PathLike, rows: pd.DataFrame, trials: pd
     split = split_shift(arrays["reference"], arrays["shifted"], epsilon=epsilon, seed=seed)
     target = meta["target"]
     mine = rows[(rows["target"].astype(str) == target) & (rows["status"] == "finished")]
-    parts = {"in": np.flatnonzero(~split.out_of_support), "out": np.flatnonzero(split.out_of_support)}
+    rows_of = arrays.get("rows", np.arange(len(arrays["shifted"])))  # the shifted examples' rows in their split
+    parts = {"in": rows_of[~split.out_of_support], "out": rows_of[split.out_of_support]}
     records = []
     if mine.empty or not all(len(v) for v in parts.values()):
         return pd.DataFrame(columns=SUPPORT_COLUMNS), split, meta
@@ -81,7 +82,7 @@ def natural_split_er(features: str | os.PathLike, rows: pd.DataFrame, trials: pd
         trend = fit_trend(base[x], base[y], transform)
         er = effective_robustness(trend, full[x], full[y])
         lo, hi = bootstrap_cluster_mean_ci(er, full["trial_id"], n_boot=n_boot, seed=seed + 31 * k)
-        records.append({"support": kind, "shift": f"{meta.get('shift_name', meta['shifted_split'])} ({kind} part, "
+        records.append({"support": kind, "shift": f"{meta['shift_name']} ({kind} part, "
                         f"{len(parts[name])} images)", "reference": f"natural: {target}", "target": target,
                         "group": full_name, "baseline": base_name,
                         "mean_er": float(np.nanmean(er)) if np.isfinite(er).any() else np.nan,

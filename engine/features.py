@@ -6,7 +6,7 @@ torchvision architecture with the user's weights (a state dict, loaded with `wei
 its classification head replaced by the identity: the features are the penultimate activations.
 
 `<name>.features.npz` holds `reference` (n_ref, d) and `shifted` (n_shift, d) float32 features,
-their labels, `thumbnails` (n_shift, 32, 32, 3 uint8: the shifted images, for the report's grid
+`rows` (the shifted examples' rows in their split: a natural set pooled with others is some rows), their labels, `thumbnails` (n_shift, 32, 32, 3 uint8: the shifted images, for the report's grid
 of most in- and out-of-support examples), and `meta` (JSON): encoder, weights' SHA-256, the
 source, the two splits and the target whose trials' predictions of the shifted split the split
 is scored on.
@@ -43,27 +43,29 @@ def embed(model: nn.Module, beton: Path, resolution: int, cpus: int = 1) -> np.n
     return np.concatenate([model(images).float().numpy() for images, _ in loader]).astype(np.float32)
 
 
-def thumbnails(src, split: str) -> np.ndarray:
-    """(n, 32, 32, 3) uint8 small copies of a split's images, in file order."""
+def thumbnails(src, split: str, rows: np.ndarray) -> np.ndarray:
+    """(len(rows), 32, 32, 3) uint8 small copies of some of a split's images."""
     from PIL import Image
 
     images = src.images(split, THUMBNAIL)
-    out = np.empty((len(images), THUMBNAIL, THUMBNAIL, 3), dtype=np.uint8)
-    for i in range(len(images)):
-        out[i] = np.asarray(Image.fromarray(images[i][0]).convert("RGB").resize((THUMBNAIL, THUMBNAIL)))
+    out = np.empty((len(rows), THUMBNAIL, THUMBNAIL, 3), dtype=np.uint8)
+    for k, i in enumerate(rows):
+        out[k] = np.asarray(Image.fromarray(images[int(i)][0]).convert("RGB").resize((THUMBNAIL, THUMBNAIL)))
     return out
 
 
 def write_features(out: Path, src, reference_split: str, shifted_split: str, arch: str, state: dict,
-                   resolution: int, meta: dict, cpus: int = 1) -> Path:
-    """Write `out` (`<name>.features.npz`) for `src`'s `reference_split` vs `shifted_split`."""
+                   resolution: int, meta: dict, cpus: int = 1, rows: np.ndarray | None = None) -> Path:
+    """Write `out` (`<name>.features.npz`) for `src`'s `reference_split` vs `rows` of `shifted_split` (all by default)."""
     torch.set_num_threads(max(1, cpus))
     model = load_encoder(arch, state, resolution)
+    rows = np.arange(len(src.labels(shifted_split))) if rows is None else np.asarray(rows)
     arrays = {
         "reference": embed(model, src.beton(reference_split, resolution, cpus), resolution, cpus),
-        "shifted": embed(model, src.beton(shifted_split, resolution, cpus), resolution, cpus),
-        "reference_labels": src.labels(reference_split), "shifted_labels": src.labels(shifted_split),
-        "thumbnails": thumbnails(src, shifted_split),
+        "shifted": embed(model, src.beton(shifted_split, resolution, cpus), resolution, cpus)[rows],
+        "rows": rows,
+        "reference_labels": src.labels(reference_split), "shifted_labels": src.labels(shifted_split)[rows],
+        "thumbnails": thumbnails(src, shifted_split, rows),
         "meta": np.asarray(json.dumps({"encoder": arch, "resolution": resolution, "reference_split": reference_split,
                                        "shifted_split": shifted_split, **meta})),
     }
@@ -76,11 +78,13 @@ def write_features(out: Path, src, reference_split: str, shifted_split: str, arc
     return out
 
 
-def write_natural_features(natural: dict[str, tuple[str, str, str]], directory: Path, spec, options) -> list[Path]:
-    """For each target of `spec` named in `natural` ({target: (reference split, shifted split, shift name)}),
-    the features of its two splits from the encoder of that target's first `full` cell (its architecture
-    and pre-trained weights: the pre-trained cache, or the user's `--weights`), written as
-    `<sweep>/natural/<target>.features.npz`. Targets without a `full` cell are skipped."""
+def write_natural_features(natural: dict[str, list[tuple[str, str, str | None]]], directory: Path, spec,
+                           options) -> list[Path]:
+    """For each target of `spec` named in `natural` ({target: [(reference split, shifted split, domain or
+    None), ...]}), the features of the reference split and of the shifted split's rows of that domain (all
+    rows for None) from the encoder of the target's first `full` cell (its architecture and pre-trained
+    weights: the pre-trained cache, or the user's `--weights`), written as
+    `<sweep>/natural/<target>[-<domain>].features.npz`. Targets without a `full` cell are skipped."""
     from datasets import get_source
     from engine.pretrain import cache_dir
     from engine.runner import storage_root
@@ -92,7 +96,8 @@ def write_natural_features(natural: dict[str, tuple[str, str, str]], directory: 
     for config in cells(spec):
         if config["target"] not in natural or config["intervention"] != "full":
             continue
-        if any(p.name == f"{config['target']}.features.npz" for p in written):
+        if any(p.name.startswith(f"{config['target']}.") or p.name.startswith(f"{config['target']}-")
+               for p in written):
             continue
         inputs = PretrainInputs.from_config(config)
         given = next((w for w in spec.weights if w.sha256 == inputs.weights), None)
@@ -103,11 +108,14 @@ def write_natural_features(natural: dict[str, tuple[str, str, str]], directory: 
         state = load_state_dict(model_file) if given else torch.load(model_file, map_location="cpu", weights_only=True)
         target = next(t for t in spec.all_targets() if t.name == config["target"])
         src = get_source(target.registered, options.data_root, **target.options)
-        reference, shifted, shift_name = natural[config["target"]]
-        out = Path(directory) / "natural" / f"{config['target']}.features.npz"
-        print(f"features of {config['target']}'s natural shift ({reference} vs {shifted}, {config['arch']}) -> {out}")
-        written.append(write_features(out, src, reference, shifted, config["arch"], state,
-                                      config["finetune_resolution"],
-                                      {"target": config["target"], "shift_name": shift_name,
-                                       "weights": inputs.weights or inputs.key}))
+        for reference, shifted, domain in natural[config["target"]]:
+            rows = None if domain is None else np.flatnonzero(src.domains(shifted) == domain)
+            name = config["target"] + (f"-{domain}" if domain else "")
+            out = Path(directory) / "natural" / f"{name}.features.npz"
+            print(f"features of {name}'s natural shift ({reference} vs {shifted}, {config['arch']}) -> {out}")
+            written.append(write_features(out, src, reference, shifted, config["arch"], state,
+                                          config["finetune_resolution"],
+                                          {"target": config["target"], "name": name,
+                                           "shift_name": domain or f"{config['target']} {shifted}",
+                                           "weights": inputs.weights or inputs.key}, rows=rows))
     return written

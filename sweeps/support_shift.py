@@ -15,18 +15,23 @@ from functools import partial
 
 from analysis.claims import Claim, support_rule
 from engine import EMBEDDED_RECIPE, REFERENCE_RECIPE, SweepSpec, Target
-from engine.cli import EMBEDDED_ARCHS, REAL_ARCHS, embedded_help, sweep_main
+from engine.cli import REAL_ARCHS, embedded_help, sweep_main
 from engine.features import write_natural_features
 
 P_GRID = (0.9, 0.8, 0.7, 0.6, 0.5)
 # The embedded reference: synthnet-style classes other than the pre-training source's draw (seed 1).
 EMBEDDED_BASE = {"num_classes": 10, "images_per_class": 40, "val_per_class": 20, "seed": 1}
-EMBEDDED_SEEDS = 2
-# Natural shifts split into in-support and out-of-support parts: target -> (reference split, shifted split, name).
-NATURAL = {"synthcam": ("id_test", "test", "synthcam's new locations")}
+EMBEDDED_P = (0.9, 0.7, 0.5)
+EMBEDDED_ARCHS = ("resnet18",)
+EMBEDDED_SEEDS = 3
+# Natural shifts split into in-support and out-of-support parts:
+# target -> [(reference split, shifted split, the shifted split's domain or None for all of it)].
+NATURAL = {"synthcam": [("id_test", "test", None)],
+           "untinted": [("id_test", "test", "imagenet_v2"), ("id_test", "test", "imagenet_sketch")]}
 SCALED = ("references over 10 synthnet classes (seed 1: 40 training and 20 test images per class, 32 px), vs "
-          "ImageNet's 1000; pre-trained on synthnet (50 classes x 80, seed 0); resnet18 and mobilenet_v3_small; "
-          "2 seeds.")
+          "ImageNet's 1000; tint p in {0.9, 0.7, 0.5} (of 0.5..0.9); pre-trained on synthnet (50 classes x 80, "
+          "seed 0); resnet18 only, 3 seeds (vs six architectures); the natural shift split is synthcam's new "
+          "locations (vs ImageNet-V2 and ImageNet-Sketch).")
 
 CLAIMS = [
     Claim("pre-training helps on out-of-support shifts (every out-of-support ER CI above 0)",
@@ -36,19 +41,23 @@ CLAIMS = [
 ]
 
 
-def targets(base: str, base_options: dict) -> tuple[Target, ...]:
-    """The grid of reference distributions: untinted (shifts: tint, flip), then tinted with each p (shift: tint)."""
+def targets(base: str, base_options: dict, p_grid: tuple[float, ...], natural: tuple[str, ...] = ()
+            ) -> tuple[Target, ...]:
+    """The grid of reference distributions: untinted (shifts: tint, flip, and `natural` sets), then tinted
+    with each p (shift: tint)."""
     common = {"base": base, "base_options": base_options}
-    return (Target("untinted", "support_shift", {**common, "p": None, "shifts": ["tint", "flip"]}),
-            *(Target(f"tint-p{p:g}", "support_shift", {**common, "p": p, "shifts": ["tint"]}) for p in P_GRID))
+    extra = {"natural": list(natural)} if natural else {}
+    return (Target("untinted", "support_shift", {**common, "p": None, "shifts": ["tint", "flip"], **extra}),
+            *(Target(f"tint-p{p:g}", "support_shift", {**common, "p": p, "shifts": ["tint"]}) for p in p_grid))
 
 
 def build(args) -> SweepSpec:
     if args.data_root:
-        return SweepSpec(name="support_shift", sources=("imagenet",), targets=targets("imagenet", {}),
+        return SweepSpec(name="support_shift", sources=("imagenet",),
+                         targets=targets("imagenet", {}, P_GRID, natural=("imagenet_v2", "imagenet_sketch")),
                          baselines=("scratch", "full"), archs=REAL_ARCHS, recipe=REFERENCE_RECIPE)
     return SweepSpec(name="support_shift", sources=("synthnet",),
-                     targets=(*targets("synthnet", EMBEDDED_BASE), Target("synthcam")),
+                     targets=(*targets("synthnet", EMBEDDED_BASE, EMBEDDED_P), Target("synthcam")),
                      baselines=("scratch", "full"), archs=EMBEDDED_ARCHS, seeds=EMBEDDED_SEEDS,
                      recipe=EMBEDDED_RECIPE, smoke_targets=("untinted", "tint-p0.9", "synthcam"))
 

@@ -65,3 +65,32 @@ def test_v2_folder_that_is_not_a_class_index_is_named(tmp_path):
     write_jpeg(base / "1000" / "x.jpeg", 0)
     with pytest.raises(SourceError, match="class folders are named 0..999; remove '1000'"):
         get_source("imagenet_v2", tmp_path).labels("test")
+
+
+def test_imagenet_reference_pools_v2_and_sketch_as_natural_shifted_sets(tmp_path):
+    from datasets.storage.beton import read_labels
+    from layouts import write_imagenet
+
+    write_imagenet(tmp_path, wnids=tuple(WNIDS[:3]))               # ImageNet with 3 of its classes
+    write_v2(tmp_path, classes=(0, 1, 2, 10), per_class=2)         # class 10 is not among them: left out
+    for k in (0, 2):
+        write_jpeg(tmp_path / "imagenet-sketch" / "sketch" / WNIDS[k] / f"s{k}.JPEG", k)
+    src = get_source("support_shift", tmp_path, base="imagenet", p=None, shifts=["flip"],
+                     natural=["imagenet_v2", "imagenet_sketch"])
+    domains = src.domains("test")
+    n_val = len(src.base.labels("val"))
+    assert domains.tolist() == ["flip"] * n_val + ["imagenet_v2"] * 6 + ["imagenet_sketch"] * 2
+    labels = src.labels("test")
+    assert labels[domains == "imagenet_v2"].tolist() == [0, 0, 1, 1, 2, 2]
+    assert labels[domains == "imagenet_sketch"].tolist() == [0, 2]
+    assert read_labels(src.beton("test", 32)).tolist() == labels.tolist()  # the written file, row for row
+    assert set(src.evaluation_sets()) == {"id", "ood", "ood_flip", "ood_imagenet_v2", "ood_imagenet_sketch"}
+
+
+def test_natural_set_that_is_missing_fails_in_one_line(tmp_path):
+    from layouts import write_imagenet
+
+    write_imagenet(tmp_path, wnids=tuple(WNIDS[:3]))
+    with pytest.raises(SourceError) as error:
+        get_source("support_shift", tmp_path, base="imagenet", natural=["imagenet_v2"])
+    assert "ImageNet-V2 (matched-frequency) not found" in str(error.value) and "\n" not in str(error.value)

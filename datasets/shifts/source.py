@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
@@ -28,6 +28,7 @@ from datasets.storage.beton import ensure_beton
 @dataclass
 class ShiftedSource(Source):
     base: Source | None = None
+    natural: dict[str, Source] = field(default_factory=dict)  # natural shifted sets: name -> source (split `test`)
 
     @property
     def p(self) -> float | None:
@@ -45,7 +46,8 @@ class ShiftedSource(Source):
         return self.base.splits[0] if split == "train" else self.base.holdout_split
 
     def plan(self, split: str) -> dict[str, np.ndarray]:
-        """Per row: base row, label, shift ('' = the reference transform only), tint colour (-1 = none)."""
+        """Per row: origin ('' = the base, else a natural set), row there, label, shift ('' = the reference
+        transform only; a natural set's name), tint colour (-1 = none)."""
         self.check_split(split)
         labels = self.base.labels(self._base_split(split))
         rows = np.arange(len(labels))
@@ -54,12 +56,19 @@ class ShiftedSource(Source):
         reference = (tint_colours(labels, k, self.p, seed, "holdout" if split != "train" else "train")
                      if self.p is not None else np.full(len(labels), -1))
         if split in ("train", "id_test"):
-            return {"row": rows, "label": labels, "shift": np.array([""] * len(rows), dtype=object), "colour": reference}
+            return {"origin": np.array([""] * len(rows), dtype=object), "row": rows, "label": labels,
+                    "shift": np.array([""] * len(rows), dtype=object), "colour": reference}
         parts = []
         for name in self.shifts:
             colour = tint_colours(labels, k, None, seed, f"test-{name}") if SHIFTS[name].tinted else reference
-            parts.append({"row": rows, "label": labels, "shift": np.array([name] * len(rows), dtype=object),
-                          "colour": colour})
+            parts.append({"origin": np.array([""] * len(rows), dtype=object), "row": rows, "label": labels,
+                          "shift": np.array([name] * len(rows), dtype=object), "colour": colour})
+        for name, src in self.natural.items():  # labels by class id: its classes may be a superset of the base's
+            index = {c: i for i, c in enumerate(self.classes)}
+            theirs = np.array([index.get(c, -1) for c in src.classes])[src.labels("test")]
+            keep = np.flatnonzero(theirs >= 0)
+            parts.append({"origin": np.array([name] * len(keep), dtype=object), "row": keep, "label": theirs[keep],
+                          "shift": np.array([name] * len(keep), dtype=object), "colour": np.full(len(keep), -1)})
         return {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
 
     def labels(self, split: str) -> np.ndarray:
@@ -69,13 +78,17 @@ class ShiftedSource(Source):
         return self.plan(split)["shift"] if split == "test" else None
 
     def content_hash(self, split: str) -> str:
+        natural = {n: s.content_hash("test") for n, s in self.natural.items()} if split == "test" else {}
         blob = json.dumps({"source": self.name, "split": split, "options": self.options,
-                           "base": self.base.content_hash(self._base_split(split))}, sort_keys=True, default=str)
+                           "base": self.base.content_hash(self._base_split(split)), "natural": natural},
+                          sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()
 
     def _write(self, split: str, resolution: int, path: Path, num_workers: int) -> None:
-        images = ShiftedImages(self.base.images(self._base_split(split), resolution), self.plan(split), self.colours,
-                               self.options["alpha"])
+        sets = {"": self.base.images(self._base_split(split), resolution)}
+        if split == "test":
+            sets.update({n: s.images("test", resolution) for n, s in self.natural.items()})
+        images = ShiftedImages(sets, self.plan(split), self.colours, self.options["alpha"])
         images[0]  # fills the base's lazy caches (its classes' looks, read from WordNet) before FFCV forks its writers
         raw = resolution <= 64  # small generated images stay exact; natural images are stored as JPEG
         ensure_beton(path, lambda: images, estimated_bytes=len(images) * (resolution**2 * 3 + 64),
@@ -99,21 +112,24 @@ class ShiftedSource(Source):
 class ShiftedImages:
     """A split's images under its plan, as FFCV's writer reads them: (uint8 H x W x 3, label)."""
 
-    def __init__(self, base_images, plan: dict, colours: np.ndarray, alpha: float):
-        self.base_images, self.plan, self.colours, self.alpha = base_images, plan, colours, alpha
+    def __init__(self, sets: dict, plan: dict, colours: np.ndarray, alpha: float):
+        self.sets, self.plan, self.colours, self.alpha = sets, plan, colours, alpha
 
     def __len__(self) -> int:
         return len(self.plan["label"])
 
     def __getitem__(self, i: int) -> tuple[np.ndarray, int]:
-        image, label = self.base_images[int(self.plan["row"][i])]
+        origin = self.plan["origin"][i]
+        image, label = self.sets[origin][int(self.plan["row"][i])]
+        if origin:  # a natural set's own label numbering; the plan holds the base's
+            return np.ascontiguousarray(image), int(self.plan["label"][i])
         if int(label) != int(self.plan["label"][i]):
             raise RuntimeError(f"support_shift: row {i} has label {label} in the base but {self.plan['label'][i]} in the plan")
         colour = int(self.plan["colour"][i])
         if colour >= 0:
             image = tint(image, self.colours[colour], self.alpha)
         shift = self.plan["shift"][i]
-        if shift and not SHIFTS[shift].tinted:
+        if shift in SHIFTS and not SHIFTS[shift].tinted:
             image = SHIFTS[shift].transform(image)
         return np.ascontiguousarray(image), int(label)
 
@@ -121,10 +137,11 @@ class ShiftedImages:
 @register_source("support_shift")
 def support_shift(data_root=None, base: str = "synthnet", base_options: dict | None = None, p: float | None = None,
                   shifts: tuple[str, ...] | list[str] = ("tint",), alpha: float = ALPHA, seed: int = 0,
-                  resolution: int | None = None) -> ShiftedSource:
+                  natural: tuple[str, ...] | list[str] = (), resolution: int | None = None) -> ShiftedSource:
     """A reference distribution (base's images tinted with correlation `p`, untinted when None) and
-    its shifted test sets `shifts` (registered in `datasets.shifts.transforms.SHIFTS`)."""
-    shifts = check_shifts(shifts)
+    its shifted test sets: `shifts` (registered in `datasets.shifts.transforms.SHIFTS`) and `natural`
+    sources whose `test` split shares the base's class ids (e.g. `imagenet_v2`, `imagenet_sketch`)."""
+    shifts = check_shifts(shifts) if shifts or not natural else ()
     if p is not None:
         check_p(p)
     if not 0 < alpha <= 1:
@@ -133,8 +150,14 @@ def support_shift(data_root=None, base: str = "synthnet", base_options: dict | N
     source = get_source(base, data_root, **base_options)
     if source.num_classes < 2:
         raise SourceError(f"support_shift: base '{base}' has {source.num_classes} class; a tint needs at least 2")
-    options = dict(base=base, base_options=base_options, p=p, shifts=list(shifts), alpha=alpha, seed=seed)
+    natural_sources = {n: get_source(n, data_root) for n in natural}
+    for n, src in natural_sources.items():
+        if not set(source.classes) & set(src.classes) or "test" not in src.splits:
+            raise SourceError(f"support_shift: natural set '{n}' shares no class with '{base}' or has no test split; "
+                              "use a source labelled like the base (imagenet_v2 and imagenet_sketch for imagenet)")
+    options = dict(base=base, base_options=base_options, p=p, shifts=list(shifts), alpha=alpha, seed=seed,
+                   **({"natural": list(natural)} if natural else {}))
     name = f"support_shift-{'untinted' if p is None else f'p{p:g}'}"
     return ShiftedSource(name=name, options=options, splits=("train", "id_test", "test"), classes=list(source.classes),
                          eval_splits={"id": "id_test", "ood": "test"}, holdout_split="id_test",
-                         native_resolution=resolution or source.native_resolution, base=source)
+                         native_resolution=resolution or source.native_resolution, base=source, natural=natural_sources)
