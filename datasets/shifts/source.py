@@ -84,11 +84,14 @@ class ShiftedSource(Source):
                           sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()
 
-    def _write(self, split: str, resolution: int, path: Path, num_workers: int) -> None:
+    def images(self, split: str, resolution: int) -> ShiftedImages:
         sets = {"": self.base.images(self._base_split(split), resolution)}
         if split == "test":
             sets.update({n: s.images("test", resolution) for n, s in self.natural.items()})
-        images = ShiftedImages(sets, self.plan(split), self.colours, self.options["alpha"])
+        return ShiftedImages(sets, self.plan(split), self.colours, self.options["alpha"])
+
+    def _write(self, split: str, resolution: int, path: Path, num_workers: int) -> None:
+        images = self.images(split, resolution)
         images[0]  # fills the base's lazy caches (its classes' looks, read from WordNet) before FFCV forks its writers
         raw = resolution <= 64  # small generated images stay exact; natural images are stored as JPEG
         ensure_beton(path, lambda: images, estimated_bytes=len(images) * (resolution**2 * 3 + 64),
