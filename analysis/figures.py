@@ -211,8 +211,10 @@ def _natural_split(drawn: Drawn, out: Path, path: Path, table: pd.DataFrame, spl
                   "out_of_support": split.out_of_support}).to_csv(out / f"{stem}.csv", index_label="row")
     drawn.files.append(f"{stem}.csv")
     if table.empty:
-        drawn.skipped.append(f"The split of {meta['target']}'s shift has no ER: a part is empty or the scratch or "
-                             "pre-trained trials are missing.")
+        n_out = int(split.out_of_support.sum())
+        drawn.skipped.append(f"The split of {meta['target']}'s shift has no ER: {len(split.ratio) - n_out} in-support and "
+                             f"{n_out} out-of-support images (a part is empty), or its scratch or pre-trained trials "
+                             "are missing.")
         return
     arrays, _ = read_features(path)
     natural_split_figure(table, split, arrays["thumbnails"], out / f"{stem}.png", baseline)

@@ -101,12 +101,12 @@ def test_support_shift_smoke_reports_every_shifted_set_and_stores_predictions(sm
         assert epochs.tolist() == [1, 2]
         reported = rows[rows["trial_id"] == trial["trial_id"]].sort_values("epoch")
         y_true, y_pred = splits["test"]
-        shifts = json.loads(trial["target_options"])["shifts"]
+        shifts = json.loads(trial["target_options"] or "{}").get("shifts", ["ood"])  # synthcam: one OOD set
         n = len(y_true) // len(shifts)
         for k, shift in enumerate(shifts):  # the pooled OOD split holds the shifts in order
             part = slice(k * n, (k + 1) * n)
             acc = [accuracy_score(y_true[part], p[part]) for p in y_pred]
-            assert reported[f"ood_{shift}_acc"].tolist() == pytest.approx(acc)
+            assert reported["ood_acc" if shift == "ood" else f"ood_{shift}_acc"].tolist() == pytest.approx(acc)
         y_true, y_pred = splits["id_test"]
         assert reported["id_f1"].tolist() == pytest.approx(
             [f1_score(y_true, p, average="macro", labels=np.unique(y_true)) for p in y_pred])
@@ -117,20 +117,24 @@ def test_support_shift_smoke_reports_every_shifted_set_and_stores_predictions(sm
         ["out-of-support", "untinted", "flip"]]
     # synthcam's new locations, split by the domain classifier on the pre-trained encoder's features
     natural = support[support["reference"] == "natural: synthcam"]
-    assert natural["support"].tolist() == ["in-support", "out-of-support"]
     features = np.load(sweep / "natural" / "synthcam.features.npz")
     split = pd.read_csv(report / "natural_split_synthcam.csv")
     assert len(split) == len(features["shifted"]) == len(features["thumbnails"])
     assert features["reference"].shape[1] == features["shifted"].shape[1] == 512  # resnet18's penultimate layer
-    counts = [int((~split["out_of_support"]).sum()), int(split["out_of_support"].sum())]
-    assert [f"({n} images)" in s for n, s in zip(counts, natural["shift"])] == [True, True]
     assert (split["out_of_support"] == (split["ratio"] >= 10)).all()
-    assert (report / "natural_split_synthcam.png").stat().st_size > 1000
+    counts = [int((~split["out_of_support"]).sum()), int(split["out_of_support"].sum())]
+    if min(counts):  # the smoke's 1-epoch encoder may find no out-of-support image: then no ER, and a note says so
+        assert natural["support"].tolist() == ["in-support", "out-of-support"]
+        assert [f"({n} images)" in s for n, s in zip(counts, natural["shift"])] == [True, True]
+        assert (report / "natural_split_synthcam.png").stat().st_size > 1000
+    else:
+        assert natural.empty and "The split of synthcam" in (report / "report.html").read_text()
     assert (report / "support_er.png").stat().st_size > 1000
     html = (report / "report.html").read_text()
     assert "Effective robustness per shift" in html and "out-of-support" in html
     assert "Effective robustness per shift" in out.stdout
-    cell = next(Path(trials.iloc[0]["trial_dir"]).glob("checkpoint_*/cell.json"))
+    untinted_dir = trials.loc[trials["target"] == "untinted", "trial_dir"].iloc[0]
+    cell = next(Path(untinted_dir).glob("checkpoint_*/cell.json"))
     described = json.loads(cell.read_text())["target"]  # the shift is recorded in the cell's provenance
     assert described["alpha"] == 0.25 and set(described["support"]) <= {"tint", "flip"}
 
