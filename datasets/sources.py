@@ -126,7 +126,8 @@ class Source:
     def images(self, split: str, resolution: int):
         """The split's examples as `(uint8 H x W x 3 image, label)`, indexable in `.beton` order
         (what transforms of a source, `datasets.shifts`, read)."""
-        raise SourceError(f"source '{self.name}' cannot hand out its images one by one; use a generated or on-disk source")
+        raise SourceError(f"source '{self.name}' cannot hand out its images one by one; use a generated or "
+                          "on-disk source")
 
     def describe(self) -> dict:
         """Sizes and classes, stored with each trial."""

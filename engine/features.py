@@ -6,7 +6,8 @@ torchvision architecture with the user's weights (a state dict, loaded with `wei
 its classification head replaced by the identity: the features are the penultimate activations.
 
 `<name>.features.npz` holds `reference` (n_ref, d) and `shifted` (n_shift, d) float32 features,
-`rows` (the shifted examples' rows in their split: a natural set pooled with others is some rows), their labels, `thumbnails` (n_shift, 32, 32, 3 uint8: the shifted images, for the report's grid
+`rows` (the shifted examples' rows in their split: a natural set pooled with others is some
+rows), their labels, `thumbnails` (n_shift, 32, 32, 3 uint8: the shifted images, for the report's grid
 of most in- and out-of-support examples), and `meta` (JSON): encoder, weights' SHA-256, the
 source, the two splits and the target whose trials' predictions of the shifted split the split
 is scored on.
@@ -56,7 +57,7 @@ def thumbnails(src, split: str, rows: np.ndarray) -> np.ndarray:
 
 def write_features(out: Path, src, reference_split: str, shifted_split: str, arch: str, state: dict,
                    resolution: int, meta: dict, cpus: int = 1, rows: np.ndarray | None = None) -> Path:
-    """Write `out` (`<name>.features.npz`) for `src`'s `reference_split` vs `rows` of `shifted_split` (all by default)."""
+    """Write `out` (`<name>.features.npz`): `src`'s `reference_split` vs `rows` of `shifted_split` (default all)."""
     torch.set_num_threads(max(1, cpus))
     model = load_encoder(arch, state, resolution)
     rows = np.arange(len(src.labels(shifted_split))) if rows is None else np.asarray(rows)

@@ -13,7 +13,14 @@ from pathlib import Path
 
 import numpy as np
 
-from datasets.readers.image_files import ImageFileSource, Scan, cached_scan, find_dataset_dir, list_images, list_subfolders
+from datasets.readers.image_files import (
+    ImageFileSource,
+    Scan,
+    cached_scan,
+    find_dataset_dir,
+    list_images,
+    list_subfolders,
+)
 from datasets.sources import SourceError, register_source
 
 V2_VARIANTS = ("matched-frequency", "threshold0.7", "top-images")
@@ -43,7 +50,8 @@ def _source(name: str, root: Path, scan: dict, max_resolution: int | None) -> Im
 
 
 @register_source("imagenet_v2")
-def imagenet_v2(data_root=None, variant: str = "matched-frequency", max_resolution: int | None = None) -> ImageFileSource:
+def imagenet_v2(data_root=None, variant: str = "matched-frequency",
+                max_resolution: int | None = None) -> ImageFileSource:
     """ImageNet-V2 (Recht et al.): class folder k holds the k-th sorted ImageNet wnid."""
     from datasets.hierarchy import imagenet_wnids
 

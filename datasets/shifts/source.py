@@ -20,7 +20,16 @@ from pathlib import Path
 
 import numpy as np
 
-from datasets.shifts.transforms import ALPHA, SHIFTS, check_p, check_shifts, class_colours, support_of, tint, tint_colours
+from datasets.shifts.transforms import (
+    ALPHA,
+    SHIFTS,
+    check_p,
+    check_shifts,
+    class_colours,
+    support_of,
+    tint,
+    tint_colours,
+)
 from datasets.sources import Source, SourceError, get_source, register_source
 from datasets.storage.beton import ensure_beton
 
@@ -106,7 +115,8 @@ class ShiftedSource(Source):
             for name in dict.fromkeys(plan["shift"].tolist()):
                 rows = (plan["shift"] == name) & (plan["colour"] >= 0)
                 if rows.any():
-                    agreement[f"{split}/{name or 'reference'}"] = float(np.mean(plan["colour"][rows] == plan["label"][rows]))
+                    agree = plan["colour"][rows] == plan["label"][rows]
+                    agreement[f"{split}/{name or 'reference'}"] = float(np.mean(agree))
         out.update(base=self.base.name, p=self.p, alpha=self.options["alpha"], colours=self.colours.round(4).tolist(),
                    support={name: support_of(name, self.p) for name in self.shifts}, tint_label_agreement=agreement)
         return out
@@ -127,7 +137,8 @@ class ShiftedImages:
         if origin:  # a natural set's own label numbering; the plan holds the base's
             return np.ascontiguousarray(image), int(self.plan["label"][i])
         if int(label) != int(self.plan["label"][i]):
-            raise RuntimeError(f"support_shift: row {i} has label {label} in the base but {self.plan['label'][i]} in the plan")
+            raise RuntimeError(f"support_shift: row {i} has label {label} in the base but {self.plan['label'][i]} "
+                               "in the plan")
         colour = int(self.plan["colour"][i])
         if colour >= 0:
             image = tint(image, self.colours[colour], self.alpha)

@@ -28,7 +28,7 @@ ALPHA = 0.25  # tint opacity (the paper's reference value)
 
 
 class ShiftError(SourceError):
-    """A bad shift name or parameter; one line naming the valid choices (a `SourceError`: reported before Ray starts)."""
+    """A bad shift name or parameter; one line naming the valid choices (a `SourceError`: before Ray starts)."""
 
 
 def class_colours(num_classes: int, seed: int) -> np.ndarray:
