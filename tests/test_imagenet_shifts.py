@@ -94,3 +94,16 @@ def test_natural_set_that_is_missing_fails_in_one_line(tmp_path):
     with pytest.raises(SourceError) as error:
         get_source("support_shift", tmp_path, base="imagenet", natural=["imagenet_v2"])
     assert "ImageNet-V2 (matched-frequency) not found" in str(error.value) and "\n" not in str(error.value)
+
+
+def test_support_shift_sweep_without_v2_stops_in_one_line_before_ray(tmp_path):
+    from conftest import run_sweep_script
+    from layouts import write_imagenet
+
+    write_imagenet(tmp_path / "data", wnids=tuple(WNIDS[:3]))
+    out = run_sweep_script("support_shift.py", "--data-root", str(tmp_path / "data"), "--storage-path",
+                           str(tmp_path / "runs"), timeout=300)
+    lines = out.stderr.strip().splitlines()
+    assert out.returncode == 2 and len(lines) == 1, out.stderr
+    assert "ImageNet-V2 (matched-frequency) not found" in lines[0] and "download" in lines[0]
+    assert "Ray" not in out.stdout and not (tmp_path / "runs").exists()
