@@ -106,9 +106,11 @@ def draw_figures(out: Path, finished: pd.DataFrame, trends: dict[str, Trend], gi
             f"Mean ER (pp) of the pre-trained models on each shifted test set, against the {baseline} trend of the "
             f"same reference distribution and shifted set ({name}), with 95% bootstrap CIs of the mean ({n_boot} "
             "resamples of the trials). Left: in-support shifts (the reference's tint correlated with the label with "
-            "probability p, the shifted set's tint independent of it); right: out-of-support shifts of an untinted "
-            "reference (tinted, or upside down). The rule of thumb (Cohen-Wang et al.): pre-training helps the "
-            "right group, not the left.")))
+            "probability p, the shifted set's tint independent of it"
+            + ("; the in-support part of each split natural shift" if natural else "")
+            + "); right: out-of-support shifts of an untinted reference (tinted, or upside down"
+            + ("; the out-of-support part of each split natural shift" if natural else "")
+            + "). The rule of thumb (Cohen-Wang et al.): pre-training helps the right group, not the left.")))
     for path, table, split, meta in natural or []:
         _natural_split(drawn, out, path, table, split, meta, baseline, name, n_boot)
     if (support is None or support.empty) and not grid.empty:

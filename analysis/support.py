@@ -76,6 +76,7 @@ def support_bar_plot(table: pd.DataFrame, out_path: Path, baseline: str = "scrat
     """Bars of mean ER (pp) with 95% CIs, one per shift, grouped in-support | out-of-support; PNG and PDF."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
 
     colours = {"in-support": "#4c72b0", "out-of-support": "#dd8452"}
     x, ticks, positions = 0.0, [], []
@@ -96,9 +97,8 @@ def support_bar_plot(table: pd.DataFrame, out_path: Path, baseline: str = "scrat
     ax.set_xticks(positions)
     ax.set_xticklabels(ticks, fontsize=6)
     ax.set_ylabel(f"ER vs {baseline} (pp)", fontsize=8)
-    for kind, colour in colours.items():
-        ax.bar([], [], color=colour, label=kind)
-    ax.legend(fontsize=7, frameon=False)
+    ax.legend(handles=[Patch(color=colour, label=kind) for kind, colour in colours.items()], fontsize=7,
+              frameon=False)
     fig.tight_layout()
     png = Path(out_path).with_suffix(".png")
     fig.savefig(png)
