@@ -92,3 +92,52 @@ def test_split_command_splits_two_folders_of_images(tmp_path):
                            str(tmp_path / "shift"), "--encoder", "resnet18", "--weights", str(tmp_path / "encoder.pt"),
                            timeout=120)
     assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [f"error: {tmp_path / 'nowhere'}: no such directory"]
+
+
+def test_er_on_each_part_of_a_split_natural_shift_matches_a_hand_fit(tmp_path):
+    """Three scratch and three pre-trained trials with stored predictions; each part's ER recomputed here
+    with scipy's linregress on probit-transformed accuracies."""
+    import json
+
+    import pandas as pd
+    import pyarrow.fs
+
+    from analysis.natural_split import natural_split_er
+    from engine.predictions import PredictionLog, write_log
+
+    rng = np.random.default_rng(3)
+    reference = rng.normal(0, 1, (300, 2))
+    shifted = np.r_[rng.normal(0, 1, (150, 2)), rng.normal(0, 1, (150, 2)) + [6, 0]]  # the second half is new
+    np.savez(tmp_path / "t.features.npz", reference=reference, shifted=shifted, rows=np.arange(300),
+             thumbnails=np.zeros((300, 32, 32, 3), np.uint8),
+             meta=np.asarray(json.dumps({"target": "t", "shifted_split": "test", "shift_name": "t test",
+                                         "encoder": "resnet18"})))
+    y_true = rng.integers(0, 5, 300)
+    rows, trials = [], []
+    for k, group in enumerate(["t: scratch"] * 3 + ["t: synthnet/full"] * 3):
+        log, trial_dir = PredictionLog(5), tmp_path / f"trial{k}"
+        for epoch in range(1, 5):
+            right_in, right_out = 0.3 + 0.1 * epoch + 0.02 * k, 0.2 + 0.08 * epoch + (0.1 if k >= 3 else 0)
+            correct = np.r_[rng.random(150) < right_in, rng.random(150) < right_out]
+            y_pred = np.where(correct, y_true, (y_true + 1) % 5)
+            log.add(epoch, {"test": (y_true, y_pred)})
+            rows.append({"trial_id": f"t{k}", "epoch": epoch, "group": group, "target": "t", "status": "finished",
+                         "id_acc": 0.4 + 0.1 * epoch + 0.01 * k})
+        write_log(log, pyarrow.fs.LocalFileSystem(), str(trial_dir))
+        trials.append({"trial_id": f"t{k}", "trial_dir": str(trial_dir)})
+    rows, trials = pd.DataFrame(rows), pd.DataFrame(trials)
+    table, split, _ = natural_split_er(tmp_path / "t.features.npz", rows, trials, metric="acc")
+    truth = np.r_[np.zeros(150, bool), np.ones(150, bool)]
+    assert np.mean(split.out_of_support == truth) > 0.85  # the split itself is tested above
+    for kind, part in (("in-support", ~split.out_of_support), ("out-of-support", split.out_of_support)):
+        acc = {}
+        for k in range(6):
+            preds = np.load(tmp_path / f"trial{k}" / "predictions.npz")["test.y_pred"]
+            acc[k] = [(p[part] == y_true[part]).mean() for p in preds]
+        ident = rows.set_index(["trial_id", "epoch"])["id_acc"]
+        x = lambda ks: stats.norm.ppf([ident[(f"t{k}", e)] for k in ks for e in range(1, 5)])  # noqa: E731
+        y = lambda ks: np.array([a for k in ks for a in acc[k]])  # noqa: E731
+        fit = stats.linregress(x(range(3)), stats.norm.ppf(y(range(3))))
+        expected = np.mean(y(range(3, 6)) - stats.norm.cdf(fit.intercept + fit.slope * x(range(3, 6))))
+        got = table.loc[table["support"] == kind, "mean_er"].item()
+        assert got == pytest.approx(expected, abs=1e-9), kind
