@@ -11,6 +11,7 @@ synthetic shifts.
 """
 from __future__ import annotations
 
+import io
 import json
 import os
 from pathlib import Path
@@ -18,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from analysis import remote
 from analysis.groups import is_full, is_scratch
 from analysis.predictions import subset_scores
 from analysis.support import SUPPORT_COLUMNS
@@ -28,16 +30,32 @@ FEATURES_GLOB = "natural/*.features.npz"
 
 
 def read_features(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict]:
-    with np.load(path) as stored:
+    """(arrays, meta) of a features file, a local path or a URI."""
+    if remote.is_uri(path):
+        from pyarrow import fs as pafs
+
+        filesystem, where = pafs.FileSystem.from_uri(str(path))
+        with filesystem.open_input_stream(where) as f:
+            source = io.BytesIO(f.read())
+    else:
+        source = path
+    with np.load(source) as stored:
         arrays = {k: stored[k] for k in stored.files if k != "meta"}
         return arrays, json.loads(str(stored["meta"]))
 
 
-def find_features(paths) -> list[Path]:
-    """The features files under local sweep directories (`<sweep>/natural/*.features.npz`)."""
-    found = []
+def find_features(paths) -> list[Path | str]:
+    """The features files of sweep directories, local or URIs (`<sweep>/natural/*.features.npz`)."""
+    found: list[Path | str] = []
     for p in paths:
-        if isinstance(p, (str, os.PathLike)) and "://" not in str(p) and Path(p).is_dir():
+        if remote.is_uri(p):
+            from pyarrow import fs as pafs
+
+            filesystem, root = pafs.FileSystem.from_uri(str(p))
+            infos = filesystem.get_file_info(pafs.FileSelector(f"{root.rstrip('/')}/natural", allow_not_found=True))
+            found += sorted(remote.join(str(p), "natural", i.base_name) for i in infos
+                            if i.base_name.endswith(".features.npz"))
+        elif Path(p).is_dir():
             found += sorted(Path(p).glob(FEATURES_GLOB))
     return found
 

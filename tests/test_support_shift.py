@@ -133,6 +133,12 @@ def test_support_shift_smoke_reports_every_shifted_set_and_stores_predictions(sm
     html = (report / "report.html").read_text()
     assert "Effective robustness per shift" in html and "out-of-support" in html
     assert "Effective robustness per shift" in out.stdout
+    # the same report from the sweep's URI: predictions and the natural shift's features read remotely
+    from analysis.report import write_report
+
+    again = write_report(f"file://{sweep}", out_dir=sweep.parent / "report-by-uri")
+    by_uri = pd.read_csv(Path(again) / "support_er.csv")
+    pd.testing.assert_frame_equal(by_uri, support)
     untinted_dir = trials.loc[trials["target"] == "untinted", "trial_dir"].iloc[0]
     cell = next(Path(untinted_dir).glob("checkpoint_*/cell.json"))
     described = json.loads(cell.read_text())["target"]  # the shift is recorded in the cell's provenance
