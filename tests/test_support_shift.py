@@ -125,7 +125,7 @@ def test_support_shift_smoke_reports_every_shifted_set_and_stores_predictions(sm
     counts = [int((~split["out_of_support"]).sum()), int(split["out_of_support"].sum())]
     if min(counts):  # the smoke's 1-epoch encoder may find no out-of-support image: then no ER, and a note says so
         assert natural["support"].tolist() == ["in-support", "out-of-support"]
-        assert [f"({n} images)" in s for n, s in zip(counts, natural["shift"])] == [True, True]
+        assert [f" {n} images)" in s for n, s in zip(counts, natural["shift"])] == [True, True]
         assert (report / "natural_split_synthcam.png").stat().st_size > 1000
     else:
         assert natural.empty and "The split of synthcam" in (report / "report.html").read_text()

@@ -118,7 +118,8 @@ class ShiftedSource(Source):
                     agree = plan["colour"][rows] == plan["label"][rows]
                     agreement[f"{split}/{name or 'reference'}"] = float(np.mean(agree))
         out.update(base=self.base.name, p=self.p, alpha=self.options["alpha"], colours=self.colours.round(4).tolist(),
-                   support={name: support_of(name, self.p) for name in self.shifts}, tint_label_agreement=agreement)
+                   support={name: support_of(name, self.p) for name in self.shifts}, tint_label_agreement=agreement,
+                   natural=list(self.natural))
         return out
 
 
