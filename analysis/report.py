@@ -36,7 +36,7 @@ from analysis.ingest import load_tables
 from analysis.selection import model_selection
 from analysis.summary import TREND_COLUMNS, fit_groups, summarize_groups
 from analysis.natural_split import find_features, natural_split_er
-from analysis.support import support_lines, support_table
+from analysis.support import by_support, support_lines, support_table
 from analysis.transforms import check_transform
 from analysis.trends import Trend, effective_robustness
 
@@ -146,7 +146,7 @@ def write_report(
     natural = [(path, *natural_split_er(path, finished, trials, metric, transform, n_boot, seed))
                for path in find_features(path_list)]
     if natural:
-        support = pd.concat([support, *(table for _, table, _, _ in natural)], ignore_index=True)
+        support = by_support(pd.concat([support, *(table for _, table, _, _ in natural)], ignore_index=True))
     compared = compare(claims or [], table, support if not support.empty else grid)
 
     out_text = _out_location(path_list[0], out_dir)

@@ -61,6 +61,12 @@ def support_table(grid: pd.DataFrame, points: pd.DataFrame) -> pd.DataFrame:
     return table.assign(_o=order).sort_values(["_o", "reference"]).drop(columns="_o").reset_index(drop=True)
 
 
+def by_support(table: pd.DataFrame) -> pd.DataFrame:
+    """`table` with its in-support rows first, each group in its given order."""
+    order = table["support"].map(KINDS.index)
+    return table.iloc[np.argsort(order.to_numpy(), kind="stable")].reset_index(drop=True)
+
+
 def support_lines(table: pd.DataFrame) -> list[str]:
     """One line per shift: `in-support  tint p=0.7 -> tint: ER -1.2 pp [-2.0, -0.3] (4 trials)`."""
     lines = []
@@ -78,18 +84,21 @@ def support_bar_plot(table: pd.DataFrame, out_path: Path, baseline: str = "scrat
     from matplotlib.figure import Figure
     from matplotlib.patches import Patch
 
+    import textwrap
+
     colours = {"in-support": "#4c72b0", "out-of-support": "#dd8452"}
+    table = by_support(table)  # bars, ticks and values in one order: in-support, then out-of-support
     x, ticks, positions = 0.0, [], []
     for kind in KINDS:
         for _, r in table[table["support"] == kind].iterrows():
             positions.append(x)
-            ticks.append(f"{r['reference']}\n-> {r['shift']}")
+            ticks.append("\n".join(textwrap.wrap(f"{r['reference']} -> {r['shift']}", 16)))
             x += 1
         x += 0.8  # a gap between the two groups
     m = 100 * table["mean_er"].to_numpy(float)
     lo, hi = 100 * table["er_ci_lo"].to_numpy(float), 100 * table["er_ci_hi"].to_numpy(float)
     err = np.vstack([np.where(np.isfinite(lo), m - lo, 0), np.where(np.isfinite(hi), hi - m, 0)])
-    fig = Figure(figsize=(max(3.5, 0.75 * len(table) + 1.5), 3.2), dpi=200)
+    fig = Figure(figsize=(max(3.5, 0.9 * len(table) + 1.5), 3.6), dpi=200)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     ax.bar(positions, m, yerr=err, capsize=3, color=[colours[s] for s in table["support"]])

@@ -157,3 +157,31 @@ def test_bad_shift_in_a_spec_fails_before_ray(tmp_path):
         run_sweep(spec, RunOptions(storage_path=str(tmp_path)))
     assert "\n" not in str(err.value)
     assert not ray.is_initialized() and not list(tmp_path.iterdir())
+
+
+def test_support_bar_chart_draws_each_value_over_its_own_label(tmp_path, monkeypatch):
+    """Rows arrive with a natural in-support part after out-of-support shifts: each bar keeps its value."""
+    from analysis.support import support_bar_plot
+
+    table = pd.DataFrame([_grid_row("untinted", "flip", 0.05, 0.02, 0.08),
+                          _grid_row("tint-p0.9", "tint", -0.01, -0.03, 0.01),
+                          _grid_row("synthcam", "part", 0.03, 0.01, 0.05)])
+    table["support"] = ["out-of-support", "in-support", "in-support"]
+    table["reference"] = ["untinted", "tint p=0.9", "natural: synthcam"]
+    table["shift"] = ["flip", "tint", "in part"]
+    import matplotlib.figure
+
+    drawn = {}
+    real_savefig = matplotlib.figure.Figure.savefig
+
+    def keep(fig, path, *args, **kwargs):
+        ax = fig.axes[0]
+        labels = [t.get_text().replace("\n", " ") for t in ax.get_xticklabels()]
+        heights = [p.get_height() for p in ax.patches if p.get_width() > 0 and p.get_height() != 0]
+        drawn.update(zip(labels, heights))
+        return real_savefig(fig, path, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", keep)
+    support_bar_plot(table, tmp_path / "bars.png")
+    assert drawn == pytest.approx({"tint p=0.9 -> tint": -1.0, "natural: synthcam -> in part": 3.0,
+                                   "untinted -> flip": 5.0})
