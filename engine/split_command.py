@@ -78,6 +78,9 @@ def embed_images(model, images: FolderImages, batch: int = 64) -> np.ndarray:
 
 def split_main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
+    if not 0 < args.epsilon < 1:
+        print(f"error: --epsilon {args.epsilon:g} must be in (0, 1); the paper uses 0.1", file=sys.stderr)
+        return 2
     try:
         from analysis.support_split import split_shift
         from engine.archs import check_arch

@@ -71,5 +71,7 @@ if __name__ == "__main__":
         from engine.split_command import split_main
 
         sys.exit(split_main(sys.argv[2:]))
-    sys.exit(sweep_main(build, __doc__.splitlines()[0], epilog=embedded_help(SCALED),
+    split_help = ("Your own shift: python sweeps/support_shift.py split --reference DIR --shifted DIR --encoder ARCH "
+                  "--weights PATH (see split --help).")
+    sys.exit(sweep_main(build, __doc__.splitlines()[0], epilog=f"{embedded_help(SCALED)}\n\n{split_help}",
                         report_options={"claims": CLAIMS}, before_report=natural_features))
