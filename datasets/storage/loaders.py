@@ -2,7 +2,7 @@
 differs by `ToDevice`."""
 from __future__ import annotations
 
-from functools import lru_cache
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -76,14 +76,47 @@ def make_loader(
     )
 
 
-@lru_cache(maxsize=16)
-def shared_loader(path: Path, batch_size: int, resolution: int, num_workers: int, train: bool, seed: int = 0,
-                  device: str = "cpu") -> Loader:
-    """`make_loader` over a whole file, kept for the life of the process.
+def retarget(loader: Loader, indices: np.ndarray | None, seed: int) -> Loader:
+    """Point a compiled loader at other rows of its file (and another shuffle seed), keeping its JIT.
 
-    FFCV JIT-compiles every new Loader (seconds each); Tune reuses a trial's process for the next
-    cell, and cells share the target's files, so each loader is compiled once per process.
-    Callers set `loader.next_epoch` before iterating, so a shared loader's order is the same as
-    a new one's.
+    FFCV's compiled pipeline depends on the file's fields and the pipeline, never on the rows read
+    or their order (`Loader.indices` only feeds the traversal order), so this is what a new
+    `Loader(indices=..., seed=...)` over the same file would be, minus seconds of numba compilation.
     """
-    return make_loader(path, batch_size, resolution, num_workers, train, seed=seed, device=device)
+    loader.indices = np.arange(loader.reader.num_samples, dtype="uint64") if indices is None else np.array(indices)
+    loader.seed = seed
+    loader.traversal_order = type(loader.traversal_order)(loader)
+    loader.next_epoch = 0
+    loader.first_traversal_order = loader.next_traversal_order()  # what len(loader) counts
+    return loader
+
+
+_POOL: OrderedDict[tuple, Loader] = OrderedDict()
+POOL_SIZE = 16
+
+
+def shared_loader(path: Path, batch_size: int, resolution: int, num_workers: int, train: bool, seed: int = 0,
+                  device: str = "cpu", indices: np.ndarray | None = None, crop_scale: float | None = None,
+                  crop_ratio: float = 1.0) -> Loader:
+    """`make_loader`, compiled once per process per (file, pipeline) and re-pointed at `indices` and `seed`.
+
+    FFCV JIT-compiles every new Loader (seconds each, more than a small cell's training). A trial
+    builds a loader per phase, split and subset, and Tune reuses a trial's process for the next
+    cell (`reuse_actors`): cells that read the same files (every cell's target; every subset of
+    one pre-training source) share one compiled loader per pipeline. Callers set
+    `loader.next_epoch` before iterating, so a shared loader's order is the same as a new one's.
+    One user at a time: a process trains one cell at a time.
+    """
+    stat = Path(path).stat()  # a file replaced under the same name is another file
+    key = (str(path), stat.st_ino, stat.st_mtime_ns, batch_size, resolution, num_workers, train, device, crop_scale,
+           crop_ratio)
+    loader = _POOL.pop(key, None)
+    if loader is None:
+        loader = make_loader(path, batch_size, resolution, num_workers, train, indices, seed, device, crop_scale,
+                             crop_ratio)
+    else:
+        retarget(loader, indices, seed)
+    _POOL[key] = loader
+    while len(_POOL) > POOL_SIZE:
+        _POOL.popitem(last=False)
+    return loader
