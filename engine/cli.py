@@ -144,6 +144,9 @@ def parser(description: str, epilog: str | None = None) -> SweepParser:
     p.add_argument("--cpus-per-trial", type=_number(0, strict=True), default=1.0, metavar="N", help="(default 1)")
     p.add_argument("--gpus-per-trial", type=_number(0, strict=False), default=0.0, metavar="F",
                    help="GPUs per trial; fractions share a GPU between trials (default 0)")
+    p.add_argument("--deterministic", action="store_true",
+                   help="deterministic kernels; no cudnn.benchmark, TF32 or torch.compile (slower; recorded per cell)")
+    p.add_argument("--compile", action="store_true", help="torch.compile every model (pays off on GPUs; recorded per cell)")
     p.add_argument("--fresh", action="store_true", help="move the old sweep directory aside and start over")
     p.add_argument("--smoke", action="store_true", help="smallest real run (tests, CI); stored in <sweep>-smoke")
     p.add_argument("--dry-run", action="store_true", help="print the cells and a cost estimate; start nothing")
@@ -206,13 +209,15 @@ def sweep_main(build: Callable[[argparse.Namespace], SweepSpec], description: st
     """
     from analysis.report import write_report
     from engine.runner import RunOptions, run_sweep
+    from engine.speed import Speed
 
     args = parser(description, epilog).parse_args(argv)
     warnings.formatwarning = lambda message, category, *rest, **kw: f"warning: {message}\n"
-    options = RunOptions(data_root=args.data_root, storage_path=args.storage_path, address=args.address,
-                         cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
-                         fresh=args.fresh, dry_run=args.dry_run)
     try:
+        options = RunOptions(data_root=args.data_root, storage_path=args.storage_path, address=args.address,
+                             cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
+                             fresh=args.fresh, dry_run=args.dry_run,
+                             speed=Speed(deterministic=args.deterministic, compile=args.compile))
         spec = apply_flags(build(args), args)
         directory = run_sweep(spec, options)
     except (ValueError, OSError, RuntimeError) as error:  # our one-line errors; Tune's own are raised as-is

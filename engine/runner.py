@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from engine.archs import check_arch
 from engine.cost import SOURCE_NOTE, estimate
 from engine.inputs import SCHEMA
+from engine.speed import Speed
 from engine.spec import SweepSpec, cells, describe_cell
 
 if TYPE_CHECKING:
@@ -45,6 +46,7 @@ class RunOptions:
     dry_run: bool = False
     max_failures: int = 2
     verbose: int = 1
+    speed: Speed = Speed()        # --deterministic / --compile: recorded per cell, not part of its id
 
 
 @dataclass
@@ -347,7 +349,7 @@ def _run(spec: SweepSpec, plan: Plan, options: RunOptions, directory: Path, lock
     stale = report_other_schemas(directory, storage_root(options))
     context = RunContext(storage=str(storage_root(options)), data_root=options.data_root,
                          cache_dir=str(cache_root()), git_sha=git_sha(),
-                         weights=tuple((w.sha256, w.path) for w in spec.weights))
+                         weights=tuple((w.sha256, w.path) for w in spec.weights), speed=options.speed)
     trainable = tune.with_resources(tune.with_parameters(train_cell, context=context),
                                     {"cpu": options.cpus_per_trial, "gpu": options.gpus_per_trial})
     ray.init(address=options.address, include_dashboard=True, dashboard_host="127.0.0.1",
