@@ -1,5 +1,6 @@
 """FFCV loaders over `.beton` files. Pipelines are lists, as in FFCV's examples; the GPU variant
-differs by `ToDevice`."""
+moves uint8 batches with `ToDevice` and normalises them on the GPU, the CPU one normalises in FFCV's
+jitted decoding stage."""
 from __future__ import annotations
 
 from collections import OrderedDict
@@ -7,16 +8,21 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from ffcv.fields.decoders import CenterCropRGBImageDecoder, IntDecoder, RandomResizedCropRGBImageDecoder
-from ffcv.loader import Loader, OrderOption
-from ffcv.transforms import RandomHorizontalFlip, Squeeze, ToDevice, ToTensor, ToTorchImage
+
+from datasets.storage.ffcv_import import import_ffcv
+
+import_ffcv()  # before FFCV's own imports: skips ~4 s of numba compilation (see ffcv_import.py)
+
+from ffcv.fields.decoders import CenterCropRGBImageDecoder, IntDecoder, RandomResizedCropRGBImageDecoder  # noqa: E402
+from ffcv.loader import Loader, OrderOption  # noqa: E402
+from ffcv.transforms import NormalizeImage, RandomHorizontalFlip, Squeeze, ToDevice, ToTensor, ToTorchImage  # noqa: E402
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406]) * 255
 IMAGENET_STD = np.array([0.229, 0.224, 0.225]) * 255
 
 
 class Normalize(torch.nn.Module):
-    """uint8 NCHW -> float32 normalised with ImageNet's mean and std (on whatever device x is)."""
+    """uint8 NCHW -> float32 normalised with ImageNet's mean and std, on the GPU (after `ToDevice`)."""
 
     def __init__(self):
         super().__init__()
@@ -41,7 +47,7 @@ def make_loader(
 ):
     """An FFCV Loader yielding (float image batch NCHW normalised, int64 labels).
 
-    The pipeline is a list, as in FFCV's examples; the GPU variant differs by `ToDevice`.
+    The pipeline is a list, as in FFCV's examples; the GPU variant normalises after `ToDevice`.
     `crop_scale` selects the ImageNet training augmentation: a random resized crop of area
     fraction (crop_scale, 1) plus a horizontal flip (the reference recipe uses 0.08). Without it
     the image is centre-cropped with `crop_ratio` of its shorter side and resized: 0.875 for
@@ -54,12 +60,15 @@ def make_loader(
     else:
         image_pipeline = [CenterCropRGBImageDecoder(size, ratio=crop_ratio)]
     on_gpu = device != "cpu"
-    image_pipeline += [ToTensor()]
     if on_gpu:
-        image_pipeline += [ToDevice(torch.device(device), non_blocking=True)]
-    # A torch module, not FFCV's NormalizeImage: on the CPU that op is JIT-compiled, and FFCV 1.0.2
-    # loops forever grouping a jitted op that follows non-jitted ones (ToTensor, ToTorchImage).
-    image_pipeline += [ToTorchImage(), Normalize()]
+        # uint8 crosses to the GPU (4x fewer bytes than float32) and is normalised there
+        image_pipeline += [ToTensor(), ToDevice(torch.device(device), non_blocking=True), ToTorchImage(), Normalize()]
+    else:
+        # FFCV's jitted lookup-table normalisation, in the same parallel stage as decoding: a torch
+        # op on the finished batch cost more than decoding it (measured: benchmarks/loader_vs_torch.py).
+        # It must come before ToTensor: FFCV 1.0.2 loops forever grouping a jitted op that follows
+        # non-jitted ones.
+        image_pipeline += [NormalizeImage(IMAGENET_MEAN, IMAGENET_STD, np.float32), ToTensor(), ToTorchImage()]
     label_pipeline = [IntDecoder(), ToTensor(), Squeeze()]
     if on_gpu:
         label_pipeline += [ToDevice(torch.device(device), non_blocking=True)]
