@@ -1,5 +1,7 @@
-# `make demo` and `make test` work on a fresh Debian machine: they install what is missing
-# (system packages, a .venv with the project, offline WordNet for nltk), then run.
+# `make demo`, `make smoke` and `make test` work on a fresh Debian/Ubuntu machine: they install what
+# is missing (system packages, a .venv with the project, offline WordNet for nltk), then run.
+# ARGS="..." adds flags to the sweep (make demo ARGS="--dry-run"); PYTEST_ARGS="..." to pytest;
+# SYSTEM_PACKAGES= skips the apt step on other systems (README: Other systems).
 SHELL := /bin/bash
 PYTHON ?= python3.11
 VENV := .venv
@@ -41,7 +43,7 @@ system-packages:
 	done; \
 	if [ -n "$$missing" ]; then \
 	  if ! command -v apt-get >/dev/null; then \
-	    echo "error: missing system packages:$$missing; apt-get is not available here: install them with your package manager (OpenCV and libjpeg-turbo headers, pkg-config, WordNet 3.0), then re-run make" >&2; exit 1; fi; \
+	    echo "error: missing system packages:$$missing; apt-get is not available here: install the equivalents with your package manager (OpenCV and libjpeg-turbo headers, pkg-config; WordNet 3.0 with WORDNET_DIR=<its dict dir>), then run make SYSTEM_PACKAGES= $(MAKECMDGOALS) (README: Other systems)" >&2; exit 1; fi; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=""; elif command -v sudo >/dev/null; then SUDO=sudo; else \
 	    echo "error: missing system packages:$$missing; run as root or install sudo, or run: apt-get install$$missing" >&2; exit 1; fi; \
 	  echo "installing system packages:$$missing"; \

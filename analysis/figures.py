@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis.domain_grid import domain_er_grid, grid_matrix
+from analysis.domain_grid import grid_matrix
 from analysis.findings import METRIC_NAMES
 from analysis.groups import ordered_groups, split_target
 from analysis.residuals import epoch_residuals, loao_residuals, residual_subject
@@ -58,7 +58,7 @@ def _bands(finished: pd.DataFrame, trends: dict[str, Trend], transform: str, n_b
 
 def draw_figures(out: Path, finished: pd.DataFrame, trends: dict[str, Trend], given: dict[str, Trend],
                  table: pd.DataFrame, baseline: str, transform: str, colors: dict, n_boot: int, seed: int,
-                 residual_trend: str | None, metric: str, ood_set: str) -> Drawn:
+                 residual_trend: str | None, metric: str, ood_set: str, grid: pd.DataFrame) -> Drawn:
     from analysis.plots import er_bar_plot, er_heatmap, scatter_plot
 
     drawn = Drawn()
@@ -73,18 +73,13 @@ def draw_figures(out: Path, finished: pd.DataFrame, trends: dict[str, Trend], gi
     scatter_plot(finished, trends, out / "scatter.png", transform, "group", baseline, bands, colors=colors,
                  file_trends=given, x=x, y=y, axis_names=(f"ID {name}", f"{ood_name} {name}"), panels=split,
                  flagged=flagged)
-    caption = [f"Each point is a model after one fine-tuning epoch ({unit})."]
-    if trends:
-        caption.append(f"Lines are per-group OLS fits in {transform} space"
-                       + (f" with shaded 95% bootstrap bands ({n_boot} resamples of the points)" if bands else "")
-                       + "; scratch and full lines span the axes, the others cover their own ID range.")
-    if given:
-        caption.append("Dash-dot lines are trends given as parameters.")
+    caption = [f"Each point is a model after one fine-tuning epoch ({unit})."] + _line_captions(
+        finished, trends, bands, given, baseline, transform, n_boot)
     if split:
         caption.append(f"One panel per {'target' if split_target(split[0][1][0])[0] else 'pre-training source'}, "
                        "each with the baselines.")
     if flagged:
-        caption.append("'(few trials)' marks groups fitted on fewer than 3 trials.")
+        caption.append("'(few trials)' marks groups fitted on fewer than 3 trials: too few for a trustworthy line.")
     caption.append("The dashed line is y = x.")
     drawn.figures.append(("scatter", f"ID vs {ood_name} {name}", " ".join(caption)))
 
@@ -93,12 +88,13 @@ def draw_figures(out: Path, finished: pd.DataFrame, trends: dict[str, Trend], gi
     if table["mean_er"].notna().any():
         er_bar_plot(table, out / "er_bars.png", colors, baseline, flagged=flagged)
         hatched = any(split_target(str(g))[1] == baseline for g in table.loc[table["mean_er"].notna(), "group"])
+        few = flagged & set(table.loc[table["mean_er"].notna(), "group"])
         drawn.figures.append(("er_bars", f"Mean effective robustness vs {baseline}", (
             f"Mean ER of each group's points against its {baseline} trend (percentage points), with 95% bootstrap "
             f"CIs of the mean ({n_boot} resamples of the group's trials)"
-            + ("; the hatched bar is the baseline itself (about 0 by construction)." if hatched else "."))))
+            + ("; the hatched bar is the baseline itself (about 0 by construction)" if hatched else "")
+            + ("; '(few trials)': fewer than 3 trials, so the CI says little" if few else "") + ".")))
 
-    grid = domain_er_grid(finished, metric, baseline, transform, n_boot, seed)
     if not grid.empty:
         grid.to_csv(out / "domain_er.csv", index=False)
         drawn.files.append("domain_er.csv")
@@ -106,10 +102,44 @@ def draw_figures(out: Path, finished: pd.DataFrame, trends: dict[str, Trend], gi
         drawn.figures.append(("domain_er", "Effective robustness per ID and OOD domain", (
             f"Mean ER (pp) of the pre-trained models fine-tuned on each ID domain (rows), on each other domain as its "
             f"own OOD test set (columns), against the {baseline} trend of that pair ({name})."
-            " Blue: above the scratch trend; red: below.")))
+            f" Blue: above the {baseline} trend; red: below.")))
     drawn.files += ["residuals.csv"] if any(f[0] == "residuals" for f in drawn.figures) else []
     drawn.files += [f"{f}.{ext}" for f, _, _ in drawn.figures for ext in ("png", "pdf")]
     return drawn
+
+
+def _line_captions(finished: pd.DataFrame, trends: dict[str, Trend], bands: dict, given: dict[str, Trend],
+                   baseline: str, transform: str, n_boot: int) -> list[str]:
+    """What the scatter's lines and bands are, naming only what `scatter_plot` draws."""
+    from analysis.groups import is_full, is_scratch
+
+    lines = [g for g in ordered_groups(finished["group"].unique(), baseline) if g in trends]
+    out = []
+    if lines:
+        banded = [g for g in lines if g in bands]
+        text = f"Lines are per-group OLS fits in {transform} space"
+        if banded and len(banded) == len(lines):
+            text += f", with shaded 95% bootstrap bands ({n_boot} resamples of the points)"
+        elif banded:
+            text += (f"; shaded: 95% bootstrap bands ({n_boot} resamples of the points) of {_and(banded)} "
+                     "(the others have too few distinct points for one)")
+        spanning = [g for g in lines if is_scratch(g) or is_full(g) or split_target(g)[1] == baseline]
+        if spanning and len(spanning) < len(lines):
+            text += (f"; the {_and(spanning)} line{'s span' if len(spanning) > 1 else ' spans'} the axes, the "
+                     "others cover their own ID range")
+        elif spanning:
+            text += "; they span the axes"
+        else:
+            text += "; each covers its group's ID range"
+        out.append(text + ".")
+    if given:
+        out.append(f"Dash-dot line{'s are trends' if len(given) > 1 else ' is a trend'} given as parameters "
+                   f"({_and(list(given))}), with no points and no band.")
+    return out
+
+
+def _and(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
 
 
 def _residual_check(drawn: Drawn, out: Path, finished: pd.DataFrame, trends: dict[str, Trend],

@@ -10,6 +10,7 @@ import base64
 import datetime as _dt
 import html
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,6 +58,7 @@ class ReportPage:
     metric: str = "f1"
     ood_set: str = "ood"
     selection: pd.DataFrame | None = None  # ``analysis.selection.model_selection``
+    compared: Sequence[str] = ()  # the paper's findings checked against this run (``analysis.claims``)
 
 
 def render(page: ReportPage) -> str:
@@ -68,6 +70,10 @@ def render(page: ReportPage) -> str:
     ]
     if page.findings:
         parts.append("<h2>Findings</h2><ul>" + "".join(f"<li>{_e(f)}</li>" for f in page.findings) + "</ul>")
+    if page.compared:
+        parts.append("<h2>Compared with the paper</h2><p>Each of the paper's headline findings, and whether this "
+                     "run shows the same sign (a difference of means, or overlapping 95% CIs where the paper found "
+                     "none).</p><ul>" + "".join(f"<li>{_e(c)}</li>" for c in page.compared) + "</ul>")
     parts.append(_overview(page))
     if page.figures:
         parts.append("<h2>Figures</h2><div class='figs'>")
@@ -80,7 +86,7 @@ def render(page: ReportPage) -> str:
         parts.append("</div>")
     parts += ["<h2>Trends per group</h2>", _trend_table(page), _selection(page), _excluded(page)]
     if page.notes:
-        parts.append("<h2>Notes</h2><ul>" + "".join(f"<li>{_e(n)}</li>" for n in page.notes))
+        parts.append("<h2>Notes</h2><ul>" + "".join(f"<li>{_code(_e(n))}</li>" for n in page.notes))
         parts.append("</ul>")
     if page.files:
         items = "".join(f"<li><a href='{_e(f)}'>{_e(f)}</a></li>" for f in page.files)
@@ -134,7 +140,8 @@ def _trend_table(page: ReportPage) -> str:
             f"<td class='l'>{swatch}{_e(g)}{few}</td>", f"<td class='l'>{_e(r.get('trend_origin', 'fit'))}</td>",
             _td(r["n"], "{:.0f}"), _td(r.get("n_trials"), "{:.0f}"),
             *[_td(r[c], "{:,.0f}") for c in subset],
-            _td(r["slope"], "{:.3f}"), _td(r["intercept"], "{:.3f}"), _td(r["r2"], "{:.3f}"),
+            _td(r["slope"], "{:.3f}"), _td(r["intercept"], "{:.3f}"),
+            _td(r["r2"] if r["n"] > 2 else None, "{:.3f}"),  # a line through 2 points has r² = 1 by construction
             _td(100 * r["mean_id"], "{:.1f}"), _td(100 * r["mean_ood"], "{:.1f}"),
             _td(100 * r["mean_er"], "{:+.2f}"),
             f"<td>{_ci(r['er_ci_lo'], r['er_ci_hi'])}</td>",
@@ -145,8 +152,9 @@ def _trend_table(page: ReportPage) -> str:
         "<p class='muted'>Slope and intercept are in the fit's transformed space "
         f"({_e(page.transform)} for fitted groups; a given baseline's own transform). ER = OOD "
         "minus the baseline trend's prediction; its CI resamples each group's trials (a trial's epochs stay "
-        "together). Subset sizes are the pre-training subset's (– for scratch or given weights). '(few trials)': "
-        "fewer than 3 trials, too few for a trustworthy fit or interval.</p>"
+        "together). Subset sizes are the pre-training subset's (– for scratch or given weights). r² is – for a fit "
+        "through 2 points (1 by construction). '(few trials)': fewer than 3 trials, too few for a trustworthy fit "
+        "or interval.</p>"
     )
     return "\n".join(out)
 
@@ -228,6 +236,11 @@ def _css_color(color: object) -> str:
     from matplotlib.colors import to_hex
 
     return to_hex(color)
+
+
+def _code(escaped: str) -> str:
+    """`name` in a note (already HTML-escaped) shown as code, not as backticks."""
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", escaped)
 
 
 def _e(text: object) -> str:

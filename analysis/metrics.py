@@ -1,6 +1,6 @@
 """Evaluation metrics, in one place: the engine evaluates with these, analysis reads them back.
 
-``macro_f1`` is the WILDS iWildCam metric (PAPER.md section 2): F1 averaged over the classes
+``macro_f1`` is the WILDS iWildCam metric (docs/PROTOCOL.md 2): F1 averaged over the classes
 present in ``y_true``, computed once over a whole split. Results are fractions in [0, 1].
 """
 

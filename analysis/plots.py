@@ -122,11 +122,18 @@ def scatter_plot(
     if colors is None:
         colors = group_colors(groups + [g for g in [*trends, *file_trends] if g not in groups],
                               baseline)
+    from analysis.groups import split_target
+
     panels = list(panels) if panels else [(title or "", groups)]
     ncols = min(3, len(panels))
     nrows = -(-len(panels) // ncols)
-    fig = Figure(figsize=(COLUMN_WIDTH_IN * ncols, 3.4 * nrows), dpi=300)
+    # Each panel's legend sits below it: leave room for the longest one between the rows.
+    legend_rows = max(len(shown) + len(file_trends) + 1 for _, shown in panels)
+    legend_in = 0.13 * legend_rows + 0.3
+    fig = Figure(figsize=(COLUMN_WIDTH_IN * ncols, nrows * (2.9 + legend_in)), dpi=300)
     FigureCanvasAgg(fig)
+    if nrows > 1:
+        fig.subplots_adjust(hspace=(legend_in + 0.6) / 2.9)
     labels = points_df[group_col].astype(str).to_numpy()
     for k, (panel_title, shown) in enumerate(panels):
         ax = fig.add_subplot(nrows, ncols, k + 1)
@@ -134,6 +141,8 @@ def scatter_plot(
         shown = [g for g in ordered_groups(shown, baseline) if g in groups or g in trends]
         handles, names = _scatter_panel(ax, tx, ty, ok, labels, shown, trends, file_trends, bands, colors,
                                         baseline, transform, xlim, ylim, flagged)
+        if len(panels) > 1 and {split_target(g)[0] for g in shown} == {panel_title}:
+            names = [split_target(n)[1] for n in names]  # the panel's title already names the target
         scale = "" if transform == "linear" else f", {transform} scale"
         ax.set_xlabel(f"{axis_names[0]} (%{scale})", fontsize=FONT["label"])
         ax.set_ylabel(f"{axis_names[1]} (%{scale})", fontsize=FONT["label"])

@@ -19,6 +19,8 @@ import pandas as pd
 
 from analysis import remote
 from analysis.baselines import load_baselines
+from analysis.claims import Claim, compare
+from analysis.domain_grid import domain_er_grid
 from analysis.findings import METRIC_NAMES, finding_lines, report_notes
 
 # Re-exported: the first version defined these here and callers import them from here.
@@ -65,6 +67,7 @@ def write_report(
     residual_trend: str | None = None,
     metric: str = "f1",
     ood: str = "ood",
+    claims: list[Claim] | None = None,
 ) -> Path | str:
     """Load experiments, fit trends, write the CSVs, the figures and ``report.html``.
 
@@ -92,6 +95,8 @@ def write_report(
             default (or the checked group's own name) leave-one-architecture-out fits.
         metric: "f1" (macro-F1) or "acc" (accuracy), for every fit and figure.
         ood: the OOD set: "ood" (pooled) or a domain with its own metrics (``sketch``).
+        claims: the paper's findings (``analysis.claims``) to compare this run with; a sweep script
+            passes its own.
     Returns:
         The output directory (a URI string when the output is remote).
     """
@@ -134,6 +139,8 @@ def write_report(
     colors = group_colors([*rows["group"].unique(), *given], str(baseline))
     selection = model_selection(finished, metric, ood_set)
     findings = finding_lines(table, str(baseline))
+    grid = domain_er_grid(finished, metric, str(baseline), transform, n_boot, seed)
+    compared = compare(claims or [], table, grid)
 
     out_text = _out_location(path_list[0], out_dir)
     with tempfile.TemporaryDirectory(prefix="analysis-report-") as staging:
@@ -152,7 +159,7 @@ def write_report(
             from analysis.figures import draw_figures
 
             drawn = draw_figures(out, finished, trends, given, table, str(baseline), transform, colors, n_boot,
-                                 seed, residual_trend, metric, ood_set)
+                                 seed, residual_trend, metric, ood_set, grid)
             figures, checks = drawn.figures, drawn.skipped
             written += drawn.files
         from analysis.html_report import ReportPage, render
@@ -164,14 +171,14 @@ def write_report(
             figures=[(title, out / f"{name}.png", cap) for name, title, cap in figures],
             residual_trend=next((title for name, title, _ in figures if name == "residuals"), None),
             n_boot=n_boot, seed=seed, files=written, notes=notes, findings=findings, metric=metric,
-            ood_set=ood_set, selection=selection,
+            ood_set=ood_set, selection=selection, compared=compared,
         )
         (out / "report.html").write_text(render(page), encoding="utf-8")
         written.append("report.html")
         if remote.is_uri(out_text):
             remote.upload_dir(out, out_text)
         shown = [remote.join(out_text, f) if remote.is_uri(out_text) else out / f for f in written]
-        print(_summary(path_list, trials, rows, table, transform, str(baseline), shown, findings, metric))
+        print(_summary(path_list, trials, rows, table, transform, str(baseline), shown, findings, metric, compared))
     return out_text if remote.is_uri(out_text) else Path(out_text).expanduser()
 
 
@@ -217,10 +224,12 @@ def _status_counts(trials: pd.DataFrame) -> str:
 
 def _summary(
     paths: list, trials: pd.DataFrame, rows: pd.DataFrame, table: pd.DataFrame,
-    transform: str, baseline: str, written: list, findings: list[str], metric: str,
+    transform: str, baseline: str, written: list, findings: list[str], metric: str, compared: list[str],
 ) -> str:
     n_exp = trials["experiment"].nunique()
     lines = [*findings, ""] if findings else []
+    if compared:
+        lines += ["Compared with the paper:", *(f"  {line}" for line in compared), ""]
     lines += [
         f"{n_exp} experiment(s) under {', '.join(map(str, paths))}",
         f"{_status_counts(trials)}; {len(rows)} points; {METRIC_NAMES[metric]}; transform {transform}; "
@@ -233,7 +242,9 @@ def _summary(
             "n": table["n"],
             "trials": table["n_trials"],
             "slope": table["slope"].round(3),
-            "r2": table["r2"].round(3),
+            # a line through 2 points has r2 = 1 by construction: shown as "-"
+            "r2": [f"{r:.3f}" if n > 2 and np.isfinite(r) else "-"
+                   for r, n in zip(table["r2"], table["n"], strict=True)],
             "ID %": (100 * table["mean_id"]).round(1),
             "OOD %": (100 * table["mean_ood"]).round(1),
             "ER pp": (100 * table["mean_er"]).round(2),

@@ -104,8 +104,9 @@ def summarize_groups(
             "trend_origin": "fit",
             "few_trials": n_trials < FEW_TRIALS,
         }
-        for col in subset_cols:
-            rec[col] = pd.to_numeric(sub[col], errors="coerce").median()
+        for col in subset_cols:  # scratch models have no pre-training subset: "–", never 0
+            rec[col] = np.nan if first.get("intervention") == "scratch" else pd.to_numeric(
+                sub[col], errors="coerce").median()
         records.append(rec)
     for name, t in (extra_trends or {}).items():
         rec = dict.fromkeys([*TREND_COLUMNS, *subset_cols], np.nan)

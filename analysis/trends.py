@@ -1,6 +1,6 @@
 """Linear trends of OOD on ID scores in transformed space, effective robustness, bootstrap bands.
 
-Conventions of the reference code (PAPER.md section 1): OLS of transformed OOD on transformed ID
+Conventions of the reference code (docs/PROTOCOL.md 1): OLS of transformed OOD on transformed ID
 (as ``scipy.stats.linregress``), probit by default; points with a score of exactly 0 or 1 are
 dropped from fits with a warning under probit/logit. Scores and ER are fractions.
 """

@@ -12,7 +12,6 @@ their budgets (issue 3: ingest under 10 s; 1,000 resamples "well under a second"
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -121,10 +120,12 @@ def make_experiment(root: Path, n_trials: int, epochs: int, seed: int = 0) -> Pa
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--trials", type=int, default=2000)
-    parser.add_argument("--epochs", type=int, default=12)
-    parser.add_argument("--points", type=int, default=480, help="points in the bootstrap fit")
+    from analysis.cli_parser import OneLineParser, at_least
+
+    parser = OneLineParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=at_least(1), default=2000, metavar="N", help="trials in the experiment dir")
+    parser.add_argument("--epochs", type=at_least(1), default=12, metavar="N", help="fine-tuning epochs per trial")
+    parser.add_argument("--points", type=at_least(3), default=480, metavar="N", help="points in the bootstrap fit")
     parser.add_argument("--quick", action="store_true", help="tiny inputs: checks that the benchmark runs")
     args = parser.parse_args()
     if args.quick:

@@ -3,23 +3,40 @@
 A sweep script declares its spec (real data and embedded default); `sweep_main` parses the common
 flags, validates each one (a one-line error naming the flag and its valid values), applies
 `--smoke`, `--archs`, `--sources`, `--targets`, `--values`, `--seeds` and `--weights`, runs the
-sweep and writes the report.
+sweep, writes the report and ends with a summary: cells finished and errored, where the results
+and `report.html` are, and the next command to run. Ctrl-C ends with one line saying how to
+resume (exit status 130); `--fresh` asks before it moves a sweep aside.
 """
 from __future__ import annotations
 
 import argparse
-import difflib
 import json
+import os
+import shlex
+import shutil
 import sys
+import time
 import warnings
+from collections import Counter
 from dataclasses import replace
+from pathlib import Path
 from typing import Callable
 
+from analysis.cli_parser import OneLineParser, at_least, number_at_least
+from engine.cli_help import (
+    RECIPE_HELP,
+    SweepChoices,
+    architectures_help,
+    embedded_help,
+    plain,
+    sweep_choices,
+    unavailable_help,
+)
 from engine.recipes import EMBEDDED_RECIPE, SMOKE_RECIPE
-from engine.spec import Arm, SweepSpec
+from engine.spec import SweepSpec
 
 __all__ = ["EMBEDDED_ARCHS", "EMBEDDED_RECIPE", "EMBEDDED_SEEDS", "REAL_ARCHS", "RECIPE_HELP", "SMOKE_RECIPE",
-           "SweepParser", "apply_flags", "embedded_help", "parser", "sweep_main"]
+           "SweepParser", "apply_flags", "command_line", "embedded_help", "parser", "sweep_main"]
 
 EMBEDDED_ARCHS = ("resnet18", "mobilenet_v3_small")
 # The papers' ImageNet architectures (torchvision), for the real-data sweeps.
@@ -38,67 +55,14 @@ SMOKE_TARGET_OPTIONS = {
     "synthdomains": {"num_classes": 8, "train_per_class": 20, "test_per_class": 6},
 }
 SMOKE_TARGETS = 2   # a grid of targets keeps its first two under --smoke
+# --smoke keeps the sweep's recipe (optimisers, learning rates, precision) at the smallest size and length.
+SMOKE_RECIPE_CHANGES = {k: getattr(SMOKE_RECIPE, k) for k in (
+    "pretrain_epochs", "finetune_epochs", "pretrain_resolution", "finetune_resolution", "pretrain_batch_size",
+    "finetune_batch_size")}
 
 
-RECIPE_HELP = """\
-Recipes. With --data-root: pre-training follows PyTorch's reference ImageNet recipe (SGD, momentum
-0.9, lr 0.1 per 256 images (AlexNet 0.01), weight decay 1e-4, 90 epochs, lr x0.1 at epochs 30 and
-60, RandomResizedCrop(224) scale (0.08, 1) + flip, evaluation Resize(256) + CenterCrop(224), each
-architecture's own batch-norm momentum, bf16; MobileNet-V3 takes this SGD recipe too, since its own
-600-epoch RMSprop recipe cannot fit 90 epochs), fine-tuning WILDS' iWildCam defaults (Adam, lr 3e-5,
-no weight decay, batch 16, 12 epochs, 448 px, fp32). Scratch cells train with the fine-tuning recipe.
-Embedded default (no --data-root), scaled for 2 CPU cores: two seeds (four trials per group), 32 px,
-3 pre-training epochs with warm-up + cosine (vs 90 step), crop scale (0.5, 1) (vs 0.08), batch-norm
-momentum 0.1, fine-tuning 4 epochs (vs 12) at lr 1e-3 (vs 3e-5) and batch 32, fp32. --smoke: 1
-pre-training and 2 fine-tuning epochs, one architecture, one seed, two values, smaller data."""
-
-
-def embedded_help(scaled: str) -> str:
-    """A script's --help epilog: what its embedded default scales down (`scaled`), then the recipes."""
-    return f"Embedded default: {scaled}\n\n{RECIPE_HELP}"
-
-
-class SweepParser(argparse.ArgumentParser):
-    """argparse with one-line errors (and the closest valid flag for a typo), no prefix matching."""
-
-    def __init__(self, *args, **kwargs):
-        kwargs.setdefault("allow_abbrev", False)
-        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
-        super().__init__(*args, **kwargs)
-
-    def error(self, message: str):
-        if message.startswith("unrecognized arguments:"):
-            flags = [o for action in self._actions for o in action.option_strings]
-            hints = []
-            for arg in message.split(":", 1)[1].split():
-                close = difflib.get_close_matches(arg.split("=")[0], flags, n=1)
-                hints.append(f"{arg} (did you mean {close[0]}?)" if close else arg)
-            message = f"unrecognized arguments: {' '.join(hints)}; see --help"
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
-def _int_at_least(minimum: int) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"must be an integer >= {minimum}, got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be an integer >= {minimum}, got {value}")
-        return value
-    return parse
-
-
-def _number(minimum: float, strict: bool) -> Callable[[str], float]:
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"must be a number {'>' if strict else '>='} {minimum:g}, got {text!r}") from None
-        if value < minimum or (strict and value == minimum):
-            raise argparse.ArgumentTypeError(f"must be a number {'>' if strict else '>='} {minimum:g}, got {text}")
-        return value
-    return parse
+class SweepParser(OneLineParser):
+    """The sweep scripts' parser: one-line errors, the closest valid flag for a typo, no prefix matching."""
 
 
 def _names(text: str) -> tuple[str, ...]:
@@ -124,30 +88,46 @@ def _values(text: str) -> tuple:
     return tuple(out)
 
 
-def parser(description: str, epilog: str | None = None) -> SweepParser:
-    p = SweepParser(description=description, epilog=epilog)
-    p.add_argument("--data-root", metavar="DIR", help="folder holding the real datasets; omit for the embedded default")
+def parser(description: str, epilog: str | None = None, choices: SweepChoices | None = None) -> SweepParser:
+    """The shared flags; `choices` (the sweep's grid) fills in what each grid flag accepts."""
+    c = choices or SweepChoices()
+    p = SweepParser(description=plain(description), epilog=epilog)
+    p.add_argument("--data-root", metavar="DIR",
+                   help="folder holding the real datasets (one sub-folder each: imagenet/, inat2017/, iwildcam_v2.0/, "
+                        "...); omit for the embedded default, generated here")
     p.add_argument("--storage-path", metavar="PATH",
-                   help="where sweeps are stored (default $SWEEPS_STORAGE or ~/robustness_sweeps)")
-    p.add_argument("--address", help="Ray cluster address, e.g. 'auto' on a cluster started with ray up")
-    p.add_argument("--archs", type=_names, metavar="A,B", help="architectures (torchvision or open_clip names), "
-                   "replacing the sweep's")
-    p.add_argument("--sources", type=_names, metavar="S,T", help="run only these of the sweep's pre-training sources")
-    p.add_argument("--targets", type=_names, metavar="T,U", help="run only these of the sweep's fine-tuning targets")
+                   help="where sweeps are stored: a local or shared directory (default $SWEEPS_STORAGE or "
+                        "~/robustness_sweeps)")
+    p.add_argument("--address", metavar="ADDRESS",
+                   help="Ray cluster to join, e.g. 'auto' for one started with ray start or ray up (default: start "
+                        "a local Ray for this sweep)")
+    p.add_argument("--archs", type=_names, metavar="A,B",
+                   help="architectures, replacing the sweep's (default: " + (c.text("archs") or "the sweep's")
+                        + "); any name of the list below")
+    p.add_argument("--sources", type=_names, metavar="S,T",
+                   help="run only these of the sweep's pre-training sources: "
+                        + (c.text("sources") or "see the script"))
+    p.add_argument("--targets", type=_names, metavar="T,U",
+                   help="run only these of the sweep's fine-tuning targets: " + (c.text("targets") or "see the script"))
     p.add_argument("--values", type=_values, metavar="V,W",
-                   help="run only these of the sweep's intervention values (JSON scalars: 25000, 0.33, animal)")
-    p.add_argument("--seeds", type=_int_at_least(1), metavar="N", help="number of seeds per cell (default: the sweep's)")
+                   help="run only these of the sweep's intervention values (JSON scalars: 25000, 0.33, animal): "
+                        + (c.text("values") or "see the script"))
+    p.add_argument("--seeds", type=at_least(1), metavar="N",
+                   help="seeds per cell, an integer >= 1 (default: " + (c.text("seeds") or "the sweep's") + ")")
     p.add_argument("--weights", metavar="[SOURCE:]ARCH=PATH",
-                   help="start the cells of (SOURCE, ARCH) that pre-train from a local checkpoint instead (`full` "
-                        "cells: a torchvision state dict; `clip` cells: an open_clip checkpoint); comma-separated; "
+                   help="start the cells of (SOURCE, ARCH) that would pre-train from a local checkpoint instead "
+                        "(full cells: a torchvision state dict; clip cells: an open_clip checkpoint); comma-separated; "
                         "SOURCE defaults to the sweep's first source; loaded with weights_only=True")
-    p.add_argument("--cpus-per-trial", type=_number(0, strict=True), default=1.0, metavar="N", help="(default 1)")
-    p.add_argument("--gpus-per-trial", type=_number(0, strict=False), default=0.0, metavar="F",
-                   help="GPUs per trial; fractions share a GPU between trials (default 0)")
+    p.add_argument("--cpus-per-trial", type=number_at_least(0, strict=True), default=1.0, metavar="N",
+                   help="CPU cores per trial, a number > 0 (default 1)")
+    p.add_argument("--gpus-per-trial", type=number_at_least(0), default=0.0, metavar="F",
+                   help="GPUs per trial, a number >= 0; fractions share a GPU between trials (default 0)")
     p.add_argument("--deterministic", action="store_true",
                    help="deterministic kernels; no cudnn.benchmark, TF32 or torch.compile (slower; recorded per cell)")
     p.add_argument("--compile", action="store_true", help="torch.compile every model (pays off on GPUs; recorded per cell)")
-    p.add_argument("--fresh", action="store_true", help="move the old sweep directory aside and start over")
+    p.add_argument("--fresh", action="store_true",
+                   help="move the old sweep directory to <sweep>.old-<time> and start over; asks first on a terminal")
+    p.add_argument("--yes", action="store_true", help="answer yes to --fresh's question (needed without a terminal)")
     p.add_argument("--smoke", action="store_true", help="smallest real run (tests, CI); stored in <sweep>-smoke")
     p.add_argument("--dry-run", action="store_true", help="print the cells and a cost estimate; start nothing")
     p.add_argument("--no-report", action="store_true", help="skip the analysis report at the end")
@@ -176,7 +156,7 @@ def apply_flags(spec: SweepSpec, args: argparse.Namespace) -> SweepSpec:
         targets = tuple(replace(t, options={**t.options, **SMOKE_TARGET_OPTIONS.get(t.registered, {})})
                         for t in spec.all_targets()[:SMOKE_TARGETS])
         spec = replace(spec, smoke=True, archs=spec.archs[:1], seeds=1, arms=arms, intervention="", values=(),
-                       targets=targets, recipe=SMOKE_RECIPE,
+                       targets=targets, recipe=replace(spec.recipe, **SMOKE_RECIPE_CHANGES),
                        source_options={**spec.source_options, **SMOKE_SOURCE_OPTIONS})
     if args.archs:
         spec = replace(spec, archs=args.archs)
@@ -201,32 +181,120 @@ def apply_flags(spec: SweepSpec, args: argparse.Namespace) -> SweepSpec:
     return spec
 
 
+def command_line(argv: list[str], drop: tuple[str, ...] = ("--fresh", "--yes")) -> str:
+    """The command that ran this script with `argv`, minus the flags in `drop`, as a user can paste it."""
+    python = sys.executable
+    on_path = shutil.which("python")
+    if on_path and os.path.realpath(on_path) == os.path.realpath(python):
+        python = "python"
+    return shlex.join([python, sys.argv[0], *(a for a in argv if a not in drop)])
+
+
+def _confirm_fresh(yes: bool) -> Callable[[Path, str], None]:
+    """--fresh's check before a sweep directory is moved aside: --yes, or a "y" typed on a terminal."""
+    def confirm(directory: Path, holds: str) -> None:
+        if yes:
+            return
+        where = f"{directory.name}.old-<time>"
+        if not sys.stdin.isatty():
+            raise FlagError(f"--fresh would move {directory} ({holds}) to {where}; without a terminal to confirm, "
+                            "add --yes (or re-run without --fresh to resume it)")
+        try:
+            answer = input(f"--fresh: move {directory} ({holds}) to {where} and start over? [y/N] ")
+        except EOFError:
+            answer = ""
+        if answer.strip().lower() not in ("y", "yes"):
+            raise FlagError(f"--fresh not confirmed: {directory} is unchanged (re-run without --fresh to resume it)")
+    return confirm
+
+
+def _summary(directory: Path, status: dict[str, str], seconds: float, report: Path | None, argv: list[str],
+             smoke: bool) -> str:
+    """The lines that end a sweep: what finished, where everything is, what to run next."""
+    from engine.console import duration
+    from engine.tensorboard import TENSORBOARD_DIR
+
+    counts = Counter(status.values())
+    lines = [f"done: {counts['finished']} of {len(status)} cells finished, {counts['errored']} errored"
+             + (f", {counts['unfinished']} unfinished" if counts["unfinished"] else "") + f" ({duration(seconds)})",
+             f"results: {directory}"]
+    if report is not None:
+        lines.append(f"report:  {(report / 'report.html').resolve().as_uri()}")
+    if counts["errored"] or counts["unfinished"]:
+        todo = counts["errored"] + counts["unfinished"]
+        nxt = f"{command_line(argv)}   (re-runs the {todo} cells that did not finish, from their last checkpoint)"
+    elif report is None:
+        nxt = f"python -m analysis report {shlex.quote(str(directory))}"
+    elif smoke:
+        whole = command_line(argv, ("--fresh", "--yes", "--smoke"))
+        nxt = f"{whole}   (the whole sweep; add --dry-run to see its cost)"
+    else:
+        nxt = f"tensorboard --logdir {shlex.quote(str(directory / TENSORBOARD_DIR))}   (training curves per cell)"
+    return "\n".join(lines + [f"next:    {nxt}"])
+
+
 def sweep_main(build: Callable[[argparse.Namespace], SweepSpec], description: str, argv=None,
                epilog: str | None = None, report_options: dict | None = None) -> int:
     """Entry point of a sweep script: `build(args)` returns the spec for the given flags.
 
     `report_options` are passed to the report (e.g. `{"metric": "acc"}` where the paper plots accuracy).
+    Exit status: 0 done, 2 a bad flag or input (one line), 130 interrupted (Ctrl-C; one line says
+    how to resume).
     """
     from analysis.report import write_report
-    from engine.runner import RunOptions, run_sweep
+    from engine.runner import (
+        RunOptions,
+        SweepInterrupted,
+        cell_status,
+        run_plan,
+        sweep_dir,
+        validate,
+    )
     from engine.speed import Speed
 
-    args = parser(description, epilog).parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    defaults = parser(description).parse_args([])
+    choices = sweep_choices(build, defaults)
+    extra = "\n\n".join(t for t in (unavailable_help(choices), architectures_help()) if t)
+    args = parser(description, f"{epilog}\n\n{extra}" if epilog else extra, choices).parse_args(argv)
     warnings.formatwarning = lambda message, category, *rest, **kw: f"warning: {message}\n"
+    options = RunOptions(data_root=args.data_root, storage_path=args.storage_path, address=args.address,
+                         cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
+                         fresh=args.fresh, dry_run=args.dry_run, confirm_fresh=_confirm_fresh(args.yes),
+                         speed=Speed(deterministic=args.deterministic, compile=args.compile))
+    start, spec, plan = time.monotonic(), None, None
     try:
-        options = RunOptions(data_root=args.data_root, storage_path=args.storage_path, address=args.address,
-                             cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
-                             fresh=args.fresh, dry_run=args.dry_run,
-                             speed=Speed(deterministic=args.deterministic, compile=args.compile))
         spec = apply_flags(build(args), args)
-        directory = run_sweep(spec, options)
+        plan = validate(spec, options)
+        directory = run_plan(spec, plan, options)
+    except (SweepInterrupted, KeyboardInterrupt):
+        done = ""
+        if plan is not None and not args.dry_run:
+            directory = sweep_dir(spec, options)
+            status = cell_status(directory, plan.grid)
+            done = f"{Counter(status.values())['finished']} of {len(status)} cells finished; "
+            if "finished" in status.values():  # a report is only written when asked for, on a partial sweep
+                print(f"\na report of the finished cells: python -m analysis report {shlex.quote(str(directory))}",
+                      file=sys.stderr)
+        print(f"interrupted: {done}the others keep their last finished epoch. Resume with: {command_line(argv)}",
+              file=sys.stderr)
+        return 130
     except (ValueError, OSError, RuntimeError) as error:  # our one-line errors; Tune's own are raised as-is
         print(f"error: {error}", file=sys.stderr)
         return 2
     if args.dry_run:
         return 0
-    print(f"results: {directory}")
+    report = None
     if not args.no_report:
-        report = write_report([directory], out_dir=directory / "report", **(report_options or {}))
-        print(f"report: {report}")
+        print(f"\nreport of {directory}:")
+        try:
+            report = write_report([directory], out_dir=directory / "report", **(report_options or {}))
+        except (ValueError, OSError) as error:  # e.g. every cell errored: nothing to fit
+            print(f"report: not written: {error}", file=sys.stderr)
+        except KeyboardInterrupt:
+            print(f"\ninterrupted while writing the report; write it with: python -m analysis report "
+                  f"{shlex.quote(str(directory))}", file=sys.stderr)
+            return 130
+    status = cell_status(directory, plan.grid)
+    print("\n" + _summary(directory, status, time.monotonic() - start, report, argv, spec.smoke))
     return 0

@@ -3,22 +3,31 @@
 Storage layout (DESIGN.md): a sweep lives in `<storage>/<sweep>/` (`-smoke` appended for smoke
 runs). Each run first restores the sweep's unfinished Tune experiments (`exp-000`, ...); cells
 that are in none of them run in a new experiment beside them, because `Tuner.restore` cannot add
-trials. `--fresh` renames the old directory to `<sweep>.old-<timestamp>`.
+trials. A sweep whose cells have all finished (Tune says so and every fine-tuning row is on disk)
+is not started again: Ray is not even started. `--fresh` renames the old directory to
+`<sweep>.old-<timestamp>`, once `RunOptions.confirm_fresh` agrees.
+
+While Tune runs, the console shows one row per cell (`engine.console`), TensorBoard gets one run
+per cell (`engine.tensorboard`), and Ctrl-C stops the trials at their last checkpoint and raises
+`SweepInterrupted` (`engine.interrupt`).
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable, Iterator
 
 from engine.archs import check_arch
 from engine.cost import SOURCE_NOTE, estimate
-from engine.inputs import SCHEMA
 from engine.speed import Speed
+from engine.driver_lock import DriverLockError, record_ray_pids, take_lock
+from engine.interrupt import SweepInterrupted
 from engine.spec import SweepSpec, cells, describe_cell
+from engine.sweep_dir import cell_status, configs_in, experiments, report_other_schemas
 
 if TYPE_CHECKING:
     from datasets import Source
@@ -29,6 +38,16 @@ DEFAULT_STORAGE = "~/robustness_sweeps"
 # that did not know it, and the re-run retrained its last epoch (measured; README "Resume").
 # The trainable closes the remaining window (engine.trainable._resume_point).
 TUNE_ENV = {"TUNE_GLOBAL_CHECKPOINT_S": "0", "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0"}
+# The driver's own output: Tune's legacy output engine is the one that honours a custom progress
+# reporter (`engine.console`); Tune's automatic loggers are replaced by the JSON and CSV ones
+# (what `analysis` reads) plus per-cell TensorBoard runs, instead of TensorBoard runs per trial dir.
+# Run as a Ray job (`ray job submit --runtime-env-json ...`), the job's environment variables and
+# the sweep's are combined instead of refused when both name one (the driver's values come from
+# the job's environment anyway).
+DRIVER_ENV = {"RAY_AIR_NEW_OUTPUT": "0", "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1", "RAY_OVERRIDE_JOB_RUNTIME_ENV": "1"}
+
+__all__ = ["DriverLockError", "RunOptions", "SweepError", "SweepInterrupted", "cell_status", "report_other_schemas",
+           "run_plan", "run_sweep", "sweep_dir", "validate"]
 
 
 class SweepError(ValueError):
@@ -45,7 +64,10 @@ class RunOptions:
     fresh: bool = False
     dry_run: bool = False
     max_failures: int = 2
-    verbose: int = 1
+    verbose: int = 1            # 0: silent; 1: the cell table; 2: also the trials' own output
+    # Called as confirm_fresh(directory, what it holds) before --fresh moves an existing sweep aside;
+    # raises to refuse. None: move it (the caller already decided).
+    confirm_fresh: Callable[[Path, str], None] | None = None
     speed: Speed = Speed()        # --deterministic / --compile: recorded per cell, not part of its id
 
 
@@ -197,105 +219,6 @@ def print_dry_run(spec: SweepSpec, plan: Plan, options: RunOptions) -> None:
     print("  cells that share a pre-trained model pay for it once, so these are upper bounds")
 
 
-def _lock(directory: Path) -> Path:
-    """Refuse to run two drivers on one sweep; a lock left by a dead driver is taken over."""
-    import psutil
-
-    lock = directory / ".driver.json"
-    try:
-        info = json.loads(lock.read_text())
-    except (OSError, json.JSONDecodeError):
-        info = None
-    if info and _alive(info.get("pid"), info.get("started")):
-        raise SweepError(f"{directory}: another driver (pid {info['pid']}) is running this sweep; "
-                         "wait for it or stop it, then re-run")
-    if info:
-        _kill_stale_ray(info.get("ray_pids", []))
-    me = psutil.Process()
-    lock.write_text(json.dumps({"pid": me.pid, "started": me.create_time(), "ray_pids": []}))
-    return lock
-
-
-def _alive(pid, started) -> bool:
-    """Is `pid` the same live process that wrote the lock (not a recycled pid)?"""
-    import psutil
-
-    try:
-        return pid is not None and abs(psutil.Process(pid).create_time() - (started or 0)) < 1
-    except psutil.NoSuchProcess:
-        return False
-
-
-def _kill_stale_ray(pids: list[int]) -> None:
-    """Stop the Ray processes a killed driver started: they would keep writing into the sweep."""
-    import psutil
-
-    procs = []
-    for pid in pids:
-        try:
-            proc = psutil.Process(pid)
-            procs += proc.children(recursive=True) + [proc]
-        except psutil.NoSuchProcess:
-            continue
-    for proc in procs:
-        try:
-            proc.kill()
-        except psutil.NoSuchProcess:
-            pass
-    psutil.wait_procs(procs, timeout=10)
-
-
-def _record_ray_pids(lock: Path) -> None:
-    """Remember the local Ray processes this driver started, for a re-run after a SIGKILL."""
-    import ray._private.worker as ray_worker
-
-    node = getattr(ray_worker, "_global_node", None)
-    if node is None:  # connected to an existing cluster (--address): its processes are not ours
-        return
-    pids = [info.process.pid for infos in node.all_processes.values() for info in infos if info.process]
-    lock.write_text(json.dumps({**json.loads(lock.read_text()), "ray_pids": pids}))
-
-
-def _experiments(directory: Path) -> list[Path]:
-    return sorted(p for p in directory.glob("exp-[0-9][0-9][0-9]") if p.is_dir())
-
-
-def _configs_in(experiment: Path) -> list[dict]:
-    """Configs of every trial Tune's latest snapshot of `experiment` knows, pending ones included."""
-    states = sorted(experiment.glob("experiment_state-*.json"))
-    if not states:
-        return []
-    trials = json.loads(states[-1].read_text())["trial_data"]
-    return [json.loads(state)["config"] for state, _ in trials]
-
-
-def _schema(config: dict) -> int:
-    return int(config.get("schema") or 1)  # the first version wrote no schema
-
-
-def report_other_schemas(directory: Path, storage: Path) -> set[Path]:
-    """Print one line per place holding cells or pre-trained models of another config schema; return
-    the experiments made under another schema (they are not restored: their cells run again)."""
-    stale = set()
-    for experiment in _experiments(directory):
-        other = [c for c in _configs_in(experiment) if _schema(c) != SCHEMA]
-        if other:
-            stale.add(experiment)
-            print(f"{experiment}: {len(other)} cells were recorded under config schema "
-                  f"{sorted({_schema(c) for c in other})[0]} (this version writes schema {SCHEMA}); they stay on "
-                  "disk but are not reused, and their cells run again under the new schema")
-    old = 0
-    for meta in (storage / "pretrained").glob("*/meta.json"):
-        try:
-            old += json.loads(meta.read_text()).get("schema", 1) != SCHEMA
-        except (OSError, json.JSONDecodeError):
-            continue
-    if old:
-        print(f"{storage / 'pretrained'}: {old} pre-trained models were made under an older config schema "
-              f"(this version writes schema {SCHEMA}); they are not reused")
-    return stale
-
-
 def trial_dirname(trial) -> str:
     return f"cell-{trial.config['cell_id']}"
 
@@ -305,35 +228,113 @@ def trial_name(trial) -> str:
 
 
 def run_sweep(spec: SweepSpec, options: RunOptions | None = None) -> Path:
-    """Run or resume every cell of `spec`; returns the sweep directory."""
+    """Run or resume every cell of `spec`; returns the sweep directory.
+
+    Raises `SweepInterrupted` when Ctrl-C stopped it (the unfinished cells keep their last epoch
+    checkpoint; running it again resumes them).
+    """
     options = options or RunOptions()
-    plan = validate(spec, options)
+    return run_plan(spec, validate(spec, options), options)
+
+
+def _holds(directory: Path) -> str:
+    cells_on_disk = {p.name for p in directory.glob("exp-*/cell-*") if p.is_dir()}
+    return f"{len(cells_on_disk)} cells' results" if cells_on_disk else "no results yet"
+
+
+def run_plan(spec: SweepSpec, plan: Plan, options: RunOptions) -> Path:
+    """`run_sweep` once `validate` has made the plan."""
     if options.dry_run:
         print_dry_run(spec, plan, options)
         return sweep_dir(spec, options)
 
     directory = sweep_dir(spec, options)
-    if options.fresh and directory.exists():
+    if options.fresh and directory.exists() and any(directory.iterdir()):
+        if options.confirm_fresh is not None:
+            options.confirm_fresh(directory, _holds(directory))
         old = directory.with_name(f"{directory.name}.old-{time.strftime('%Y%m%d-%H%M%S')}")
         directory.rename(old)
         print(f"--fresh: moved the previous sweep to {old}")
     directory.mkdir(parents=True, exist_ok=True)
-    lock = _lock(directory)
+    lock = take_lock(directory)
     try:
+        status = cell_status(directory, plan.grid)
+        if all(s == "finished" for s in status.values()):
+            print(f"all {len(status)} cells already finished in {directory}; nothing to run")
+            return directory
         return _run(spec, plan, options, directory, lock)
     finally:
         lock.unlink(missing_ok=True)
 
 
+@contextlib.contextmanager
+def _environ(values: dict[str, str]) -> Iterator[None]:
+    """Set environment variables for the driver while a sweep runs, then put the old ones back."""
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in old.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _dashboard_line(url: str | None) -> str:
+    """Where the Ray dashboard listens (the address Ray reports), and how to get its login token."""
+    if not url:
+        return "Ray dashboard: not running (Ray started without it)"
+    url = url if "://" in url else f"http://{url}"
+    token = os.environ.get("RAY_AUTH_MODE", "").lower() == "token"
+    return f"Ray dashboard: {url}" + ("  (it asks for a token: `ray get-auth-token` prints it)" if token else "")
+
+
+def _callbacks(directory: Path):
+    """This run's Tune callbacks: the loggers `analysis` reads, per-cell TensorBoard runs, Ctrl-C."""
+    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
+
+    from engine.interrupt import InterruptWatch
+    from engine.tensorboard import TENSORBOARD_DIR, CellCurves
+
+    watch = InterruptWatch()
+    return [JsonLoggerCallback(), CSVLoggerCallback(), CellCurves(directory / TENSORBOARD_DIR), watch], watch
+
+
+def _fit(tuner, watch) -> None:
+    """`tuner.fit()`; `SweepInterrupted` when Ctrl-C ended it (Tune itself returns normally then)."""
+    from engine.interrupt import keep_sigint_handler, quiet_tune_logs
+
+    with keep_sigint_handler(), quiet_tune_logs():
+        try:
+            tuner.fit()
+        except Exception:
+            if watch.interrupted:  # what Tune raises while it stops is not the user's problem
+                raise SweepInterrupted() from None
+            raise
+    if watch.interrupted:
+        raise SweepInterrupted()
+
+
 def _run(spec: SweepSpec, plan: Plan, options: RunOptions, directory: Path, lock: Path) -> Path:
     for key, value in TUNE_ENV.items():
         os.environ.setdefault(key, value)
+    with _environ(DRIVER_ENV):
+        return _run_tune(spec, plan, options, directory, lock)
+
+
+def _run_tune(spec: SweepSpec, plan: Plan, options: RunOptions, directory: Path, lock: Path) -> Path:
     import ray
     from ray import tune
+    from ray.job_config import JobConfig
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
     from datasets.storage.beton import cache_root
+    from engine.console import CellTable
+    from engine.interrupt import quiet_tune_logs
     from engine.provenance import git_sha
+    from engine.tensorboard import TENSORBOARD_DIR
     from engine.trainable import FAULT_ENV, RunContext, train_cell
 
     # Write the data files once here (with a progress bar, on every core: no trial runs yet) rather
@@ -352,40 +353,62 @@ def _run(spec: SweepSpec, plan: Plan, options: RunOptions, directory: Path, lock
                          weights=tuple((w.sha256, w.path) for w in spec.weights), speed=options.speed)
     trainable = tune.with_resources(tune.with_parameters(train_cell, context=context),
                                     {"cpu": options.cpus_per_trial, "gpu": options.gpus_per_trial})
-    ray.init(address=options.address, include_dashboard=True, dashboard_host="127.0.0.1",
-             runtime_env={"env_vars": {**TUNE_ENV, "SWEEPS_CACHE": context.cache_dir,
-                                       FAULT_ENV: os.environ.get(FAULT_ENV, "")}},
-             log_to_driver=options.verbose > 1, configure_logging=False)
-    _record_ray_pids(lock)
-    print(f"Ray dashboard: http://127.0.0.1:8265  (TensorBoard: tensorboard --logdir {directory})")
+    ray_context = ray.init(
+        address=options.address, include_dashboard=True, dashboard_host="127.0.0.1",
+        runtime_env={"env_vars": {**TUNE_ENV, "SWEEPS_CACHE": context.cache_dir,
+                                  FAULT_ENV: os.environ.get(FAULT_ENV, "")}},
+        # the dashboard's Jobs page names the job by this (a `ray job submit` gives its own metadata)
+        job_config=JobConfig(metadata={"job_name": directory.name}),
+        log_to_driver=options.verbose > 1, configure_logging=False)
+    record_ray_pids(lock)
+    if options.verbose:
+        print(_dashboard_line(getattr(ray_context, "dashboard_url", None)))
+        print(f"TensorBoard: tensorboard --logdir {directory / TENSORBOARD_DIR}")
     try:
-        run_config = dict(
-            storage_path=str(directory),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-            failure_config=tune.FailureConfig(max_failures=options.max_failures),
-            verbose=options.verbose,
-        )
+        table = CellTable(directory.name)
+
+        def this_run(run_config) -> None:
+            # Tune re-applies the run configuration pickled with an experiment when it is restored;
+            # the callbacks and the table must be this run's (experiments older than them have none).
+            run_config.callbacks, watch = _callbacks(directory)
+            run_config.progress_reporter, run_config.verbose = table, min(options.verbose, 1)
+            table.watch = watch  # after Ctrl-C the table says "stopped", not "running"
+            return watch
+
         known: set[str] = set()
-        for experiment in _experiments(directory):
+        status = cell_status(directory, plan.grid)
+        for experiment in experiments(directory):
             if experiment in stale:
                 continue
             if not tune.Tuner.can_restore(experiment):
                 # Killed before its first snapshot: nothing in it can be restored; its cells rerun.
                 experiment.rename(experiment.with_name(f"{experiment.name}.unrestorable-{int(time.time())}"))
                 continue
+            held = {c["cell_id"] for c in configs_in(experiment)}
+            known |= held
+            if all(status[c] == "finished" for c in held & set(status)):
+                continue  # the cells of this sweep in it are done: nothing to resume
             print(f"resuming {experiment}")
-            tune.Tuner.restore(str(experiment), trainable, resume_unfinished=True, resume_errored=True).fit()
-            known |= {c["cell_id"] for c in _configs_in(experiment)}
+            with quiet_tune_logs():
+                tuner = tune.Tuner.restore(str(experiment), trainable, resume_unfinished=True, resume_errored=True)
+            table.title = f"{directory.name}/{experiment.name}"
+            _fit(tuner, this_run(tuner._local_tuner.get_run_config()))  # Ray 2.60: the restored run's config
         # Longest cells first: with a few trial slots this shortens the sweep's tail.
         sizes = {name: target_sizes(t) for name, t in plan.targets.items()}
         images = _images(plan)
         cost = {c["cell_id"]: estimate([c], images, sizes)["passes"] for c in plan.grid}
         todo = sorted((c for c in plan.grid if c["cell_id"] not in known), key=lambda c: -cost[c["cell_id"]])
         if todo:
-            name = f"exp-{len(_experiments(directory)):03d}"
+            name = f"exp-{len(experiments(directory)):03d}"
             while (directory / name).exists():
                 name = f"exp-{int(name[4:]) + 1:03d}"
             print(f"running {len(todo)} new cells of {len(plan.grid)} in {directory / name}")
+            table.title = f"{directory.name}/{name}"
+            run_config = tune.RunConfig(
+                name=name, storage_path=str(directory),
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+                failure_config=tune.FailureConfig(max_failures=options.max_failures))
+            watch = this_run(run_config)
             tuner = tune.Tuner(
                 trainable,
                 # Each cell is a preset point; the placeholders make every key a known search key.
@@ -399,9 +422,9 @@ def _run(spec: SweepSpec, plan: Plan, options: RunOptions, directory: Path, lock
                     trial_dirname_creator=trial_dirname,
                     trial_name_creator=trial_name,
                 ),
-                run_config=tune.RunConfig(name=name, **run_config),
+                run_config=run_config,
             )
-            tuner.fit()
+            _fit(tuner, watch)
     finally:
         ray.shutdown()
     return directory

@@ -10,10 +10,13 @@ cell id.
 """
 import sys
 
+from analysis.claims import Claim, higher
 from engine import EMBEDDED_RECIPE, REFERENCE_RECIPE, SweepSpec
 from engine.cli import EMBEDDED_ARCHS, EMBEDDED_SEEDS, REAL_ARCHS, embedded_help, sweep_main
 
 SCALED = "synthnet (50 classes x 80 images) -> synthcam; resnet18 and mobilenet_v3_small; one source (vs ImageNet and iNaturalist)."
+
+CLAIMS = [Claim("models pre-trained on the full source lie above the scratch trend (positive ER)", higher("full"))]
 
 
 def build(args) -> SweepSpec:
@@ -25,4 +28,5 @@ def build(args) -> SweepSpec:
 
 
 if __name__ == "__main__":
-    sys.exit(sweep_main(build, __doc__.splitlines()[0], epilog=embedded_help(SCALED)))
+    sys.exit(sweep_main(build, __doc__.splitlines()[0], epilog=embedded_help(SCALED),
+                        report_options={"claims": CLAIMS}))

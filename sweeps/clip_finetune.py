@@ -18,6 +18,7 @@ pre-trained on synthnet's labels (`synthnet/full`) and with scratch.
 import sys
 from dataclasses import replace
 
+from analysis.claims import Claim, overlap
 from engine import EMBEDDED_RECIPE, REFERENCE_RECIPE, Arm, SweepSpec
 from engine.cli import EMBEDDED_SEEDS, embedded_help, sweep_main
 
@@ -36,6 +37,9 @@ def weight_sources(text: str | None) -> tuple[str, ...]:
     names = [item.split("=")[0].rpartition(":")[0] or "openai" for item in (text or "").split(",") if item.strip()]
     return tuple(dict.fromkeys(names))
 
+CLAIMS = [Claim("CLIP encoders land on the supervised pre-training trend (their ER's CI overlaps the full "
+                 "source's)", overlap("clip", "full"))]
+
 
 def build(args) -> SweepSpec:
     if args.data_root:
@@ -52,4 +56,5 @@ def build(args) -> SweepSpec:
 
 
 if __name__ == "__main__":
-    sys.exit(sweep_main(build, __doc__.splitlines()[0], epilog=embedded_help(SCALED)))
+    sys.exit(sweep_main(build, __doc__.splitlines()[0], epilog=embedded_help(SCALED),
+                        report_options={"claims": CLAIMS}))

@@ -7,12 +7,20 @@ models pre-trained on each full source (one `full` trend per source).
 """
 import sys
 
+from analysis.claims import Claim, higher
 from engine import EMBEDDED_RECIPE, REFERENCE_RECIPE, SweepSpec
 from engine.cli import EMBEDDED_ARCHS, EMBEDDED_SEEDS, REAL_ARCHS, embedded_help, sweep_main
 
 SCALED = ("synthnet (50 classes x 80 images = 4,000, the `full` baseline) -> synthcam; subsets of 500, 1,000 and "
           "2,000 images (vs 5K..150K of 1.28M); resnet18 and mobilenet_v3_small (vs six ImageNet architectures); "
           "one source (vs ImageNet and iNaturalist).")
+
+CLAIMS = [
+    Claim("pre-training on the full source gives positive ER (above the scratch trend)", higher("full")),
+    Claim("less pre-training data lowers ER: the smallest subset's ER is below the full source's",
+          higher("full", "quantity=min")),
+    Claim("ER rises with quantity: the largest subset's ER is above the smallest's", higher("quantity=max", "quantity=min")),
+]
 
 
 def build(args) -> SweepSpec:
@@ -30,4 +38,5 @@ def build(args) -> SweepSpec:
 
 
 if __name__ == "__main__":
-    sys.exit(sweep_main(build, __doc__.splitlines()[0], epilog=embedded_help(SCALED)))
+    sys.exit(sweep_main(build, __doc__.splitlines()[0], epilog=embedded_help(SCALED),
+                        report_options={"claims": CLAIMS}))

@@ -11,12 +11,21 @@ natural sources; FractalDB lies below the natural sources and above scratch.
 """
 import sys
 
+from analysis.claims import Claim, higher, overlap
 from engine import EMBEDDED_RECIPE, REFERENCE_RECIPE, SweepSpec
 from engine.cli import EMBEDDED_ARCHS, EMBEDDED_SEEDS, REAL_ARCHS, embedded_help, sweep_main
 
 SCALED = ("synthnet (natural-like, 50 classes x 80) against generated FractalDB (50 classes x 80), each at 2,000 "
           "class-balanced images and in full (4,000); no iNaturalist or diffusion images; resnet18 and "
           "mobilenet_v3_small.")
+
+CLAIMS = [
+    Claim("natural data lies above FractalDB (ImageNet's full ER above FractalDB's)",
+          higher("imagenet/full|synthnet/full", "fractaldb/full|fractaldb1k/full")),
+    Claim("FractalDB lies above scratch (positive ER)", higher("fractaldb/full|fractaldb1k/full")),
+    Claim("at 150K, Stable Diffusion images behave like ImageNet (CIs overlap)",
+          overlap("stable_diffusion/quantity=150000", "imagenet/quantity=150000")),
+]
 
 
 def build(args) -> SweepSpec:
@@ -38,4 +47,5 @@ def build(args) -> SweepSpec:
 
 
 if __name__ == "__main__":
-    sys.exit(sweep_main(build, __doc__.splitlines()[0], epilog=embedded_help(SCALED)))
+    sys.exit(sweep_main(build, __doc__.splitlines()[0], epilog=embedded_help(SCALED),
+                        report_options={"claims": CLAIMS}))

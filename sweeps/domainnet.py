@@ -11,6 +11,7 @@ The paper's finding: only Infograph -> Sketch separates the pre-trained and scra
 """
 import sys
 
+from analysis.claims import Claim, only_pair_separates
 from engine import EMBEDDED_RECIPE, REFERENCE_RECIPE, Arm, SweepSpec, Target
 from engine.cli import EMBEDDED_ARCHS, EMBEDDED_SEEDS, REAL_ARCHS, embedded_help, sweep_main
 
@@ -20,6 +21,9 @@ SCALED = ("synthdomains (20 ImageNet classes drawn in 4 styles: infograph, sketc
           "10 test images per class and domain; vs DomainNet's 345 classes in 6 domains); pre-trained on synthnet "
           "(50 classes x 80); interventions on Infograph: WordNet depth 2 (2 classes) and 1,000 images; "
           "resnet18 and mobilenet_v3_small.")
+
+CLAIMS = [Claim("only Infograph -> Sketch separates the pre-trained and scratch trends (its ER CI excludes 0, "
+                 "every other pair's includes it)", only_pair_separates("infograph", "sketch"))]
 
 
 def build(args) -> SweepSpec:
@@ -41,4 +45,4 @@ def build(args) -> SweepSpec:
 
 
 if __name__ == "__main__":
-    sys.exit(sweep_main(build, __doc__.splitlines()[0], epilog=embedded_help(SCALED), report_options={"metric": "acc"}))
+    sys.exit(sweep_main(build, __doc__.splitlines()[0], epilog=embedded_help(SCALED), report_options={"metric": "acc", "claims": CLAIMS}))

@@ -198,7 +198,7 @@ def test_group_summary_against_independent_computation():
 def test_epoch_residuals_per_architecture():
     import pandas as pd
 
-    from analysis.residuals import epoch_residuals, loao_residuals, residual_subject
+    from analysis.residuals import epoch_residuals, residual_subject
 
     trend = Trend(slope=1.0, intercept=-0.5, r2=1.0, n=10, transform="probit")
     rows = []
@@ -240,3 +240,33 @@ def test_leave_one_architecture_out_residuals_are_not_circular():
     assert (res[res["arch"] != "c"]["mean"].abs() < 0.05).all()
     one = pd.DataFrame([r for r in rows if r["arch"] == "a"])
     assert loao_residuals(one, "probit")[1] == ["a"]  # nothing left to fit
+
+
+def test_paper_claims_are_checked_against_the_numbers():
+    import pandas as pd
+
+    from analysis.claims import Claim, compare, higher, only_pair_separates, overlap
+
+    table = pd.DataFrame({
+        "group": ["scratch", "imagenet/full", "imagenet/quantity=5000", "imagenet/quantity=25000", "fractaldb/full",
+                  "imagenet/semantics=animal", "imagenet/semantics=object"],
+        "trend_origin": ["fit"] * 7,
+        "mean_er": [0.0, 0.04, 0.001, 0.02, -0.01, 0.02, 0.03],
+        "er_ci_lo": [-0.01, 0.03, -0.01, 0.01, -0.02, 0.01, 0.025],
+        "er_ci_hi": [0.01, 0.05, 0.01, 0.03, 0.0, 0.03, 0.04],
+        "few_trials": [False] * 6 + [True],
+    })
+    claims = [Claim("a", higher("full|synthnet/full", "quantity=min")),       # 0.04 > 0.001 (the smallest size)
+              Claim("b", higher("quantity=max", "quantity=min")),               # 25000's 0.02 > 5000's 0.001
+              Claim("c", higher("fractaldb/full")),                              # -0.01 > 0 is false
+              Claim("d", overlap("semantics=animal", "imagenet/quantity=25000")),  # [.01,.03] and [.01,.03] overlap
+              Claim("e", overlap("quantity=min", "imagenet/full")),              # [-.01,.01] vs [.03,.05]: apart
+              Claim("f", higher("depth=min")),                                   # no such group
+              Claim("h", higher("semantics=object"))]                            # only 2 trials: no verdict
+    grid = pd.DataFrame({"id_domain": ["infograph", "infograph", "real"], "ood_domain": ["sketch", "real", "sketch"],
+                         "er_ci_lo": [0.01, -0.01, -0.02], "er_ci_hi": [0.03, 0.01, 0.01]})
+    claims.append(Claim("g", only_pair_separates("infograph", "sketch")))
+    assert compare(claims, table, grid) == [
+        "reproduced: a", "reproduced: b", "NOT reproduced: c", "reproduced: d", "NOT reproduced: e",
+        "not checked (no depth=min group in this run): f", "not checked (semantics=object has fewer than 3 "
+        "trials): h", "reproduced: g"]

@@ -87,3 +87,40 @@ def test_training_loop_learns_on_real_data():
     metrics = evaluate(model, {"val": val}, torch.device("cpu"))
     assert losses[-1] < losses[0]
     assert metrics["val_acc"] > 0.4 and 0 <= metrics["val_f1"] <= 1  # chance is 0.2
+
+
+def trial(config: dict, status: str, result: dict, failures: int = 0) -> SimpleNamespace:
+    """What the cell table reads of a Tune trial."""
+    return SimpleNamespace(config=config, status=status, last_result=result, trial_id=config["cell_id"][:8],
+                           run_metadata=SimpleNamespace(num_failures=failures))
+
+
+def test_cell_table_rows_and_refresh_rate():
+    import io
+
+    from engine.console import COLUMNS, CellTable, cell_row
+
+    scratch, first = cells(spec(seeds=1, archs=("resnet18",), baselines=("scratch",)))[:2]
+    running = trial(scratch, "RUNNING", {"phase": "finetune", "epoch": 2, "id_f1": 0.41234, "ood_f1": 0.2,
+                                         "images_per_s": 812.3, "pretrain_loss": 2.0})
+    retried = trial(first, "PENDING", {"phase": "pretrain", "epoch": 1, "images_per_s": 500.0}, failures=1)
+    assert cell_row(running) == ("resnet18-scratch-s0", "finetune", f"2/{scratch['finetune_epochs']}", "41.2", "20.0",
+                                 "812", "running")
+    # pre-training: its own epoch count, no F1 yet; a trial retried from its checkpoint says so
+    assert cell_row(retried) == ("resnet18-synthnet-quantity=100-s0", "pretrain", f"1/{first['pretrain_epochs']}",
+                                 "-", "-", "500", "pending (retry 1)")
+    assert cell_row(trial(first, "TERMINATED", {}))[1:] == ("-", "-", "-", "-", "-", "finished")
+    out = io.StringIO()
+    table = CellTable("t/exp-000", interval=3600, stream=out)
+    table.setup()
+    assert table.should_report([running])  # the first table comes at once
+    table.report([running, retried], False, "Logical resource usage: 2.0/2 CPUs, 0/0 GPUs")
+    assert not table.should_report([running, retried])  # within the interval: no new table
+    assert table.should_report([running, retried], done=True)  # the last one always comes
+    text = out.getvalue().strip().splitlines()
+    assert text[0].startswith("t/exp-000: 0/2 cells finished, 1 running, 1 pending, 0 errored |")
+    assert text[0].endswith("| 2.0/2 CPUs, 0/0 GPUs") and [c.strip() for c in text[1].split("|")] == list(COLUMNS)
+    assert [c.strip() for c in text[2].split("|")] == list(cell_row(running))
+    table.interval = 0
+    assert not table.should_report([running, retried])  # nothing changed since the last table
+    assert table.should_report([running, trial(first, "RUNNING", {"phase": "finetune", "epoch": 1})])

@@ -24,7 +24,7 @@ from datasets.hierarchy import (
 
 REPO = Path(__file__).resolve().parents[1]
 DEPTHS = (2, 4, 5, 6, 7)
-# PAPER.md section 4 item 2: classes after contracting ImageNet-1k to max depth d.
+# docs/PROTOCOL.md 4.2: classes after contracting ImageNet-1k to max depth d.
 EXPECTED_COUNTS = {2: 5, 4: 17, 5: 37, 6: 85, 7: 232}
 
 # Prints the superclass maps for all depths as JSON (run under several hash seeds).
@@ -111,7 +111,7 @@ def test_hypernym_path_and_is_under() -> None:
     assert not is_under("n02690373", "animal.n.01")  # airliner
     with pytest.raises(ValueError):
         is_under("n01440764", "no_such_thing.n.01")
-    # PAPER.md section 4 item 3: 398 of the 1000 classes are animals.
+    # docs/PROTOCOL.md 4.3: 398 of the 1000 classes are animals.
     assert sum(is_under(w, "animal.n.01") for w in imagenet_wnids()) == 398
 
 

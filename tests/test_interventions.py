@@ -18,7 +18,7 @@ from datasets.interventions.breeds import INAT_SUPERCATEGORIES, breeds_table, re
 from datasets.hierarchy import imagenet_superclasses, imagenet_wnids, is_under
 from datasets.interventions import InterventionError, Subset, build_subset, domain_rows
 
-EXPECTED_DEPTH = {2: 5, 4: 17, 5: 37, 6: 85, 7: 232}  # PAPER.md section 4 item 2
+EXPECTED_DEPTH = {2: 5, 4: 17, 5: 37, 6: 85, 7: 232}  # docs/PROTOCOL.md 4.2
 INAT_13 = ("Actinopterygii", "Amphibia", "Animalia", "Arachnida", "Aves", "Chromista", "Fungi", "Insecta",
            "Mammalia", "Mollusca", "Plantae", "Protozoa", "Reptilia")
 

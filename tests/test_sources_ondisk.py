@@ -17,7 +17,7 @@ import pytest
 from datasets import SourceError, get_source
 from datasets.storage.beton import beton_path, read_labels
 from layouts import (DOMAINNET_CLASSES, INAT_SPECIES, IWILDCAM_COUNTS, WNIDS, add_corrupt_images, class_color,
-                     write_domainnet, write_folder, write_imagenet, write_inat2017, write_iwildcam)
+                     write_domainnet, write_folder, write_imagenet, write_inat2017, write_iwildcam, write_jpeg)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -142,6 +142,34 @@ def test_folder_holds_out_a_seeded_val_split(data_root):
     # a folder with train/ and val/ inside uses them as they are
     split = get_source("folder", data_root, path="imagenet")
     assert len(split.scans["val"].files) == 6
+
+
+def test_prepare_folder_warns_per_class_left_without_images(tmp_path, capsys):
+    """A corrupt file that was a class's only validation image leaves that class unevaluated: said per class."""
+    from datasets.__main__ import main
+
+    root = tmp_path / "data"
+    base = root / "mine"
+    for label, wnid in enumerate(WNIDS[:3]):
+        for n in range(3):
+            write_jpeg(base / "train" / wnid / f"{n}.jpg", label, seed=label * 10 + n)
+    write_jpeg(base / "val" / WNIDS[0] / "0.jpg", 0)
+    (base / "val" / WNIDS[1]).mkdir(parents=True)
+    (base / "val" / WNIDS[1] / "0.jpg").write_bytes(b"not a jpeg")  # its only validation image
+    write_jpeg(base / "val" / WNIDS[2] / "0.jpg", 2)
+    (base / "val" / WNIDS[2] / "1.jpg").write_bytes(b"")             # one of two: the class keeps one
+    assert main(["prepare", "folder", "--data-root", str(root), "-o", "path=mine", "--num-workers", "1"]) == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1, warnings
+    assert f"folder/val: class '{WNIDS[1]}' has no validation images: its 1 listed image is unreadable" in warnings[0]
+    # held out per class (no val/ folder): a class with a single image has none to evaluate on
+    held = root / "held"
+    for n in range(3):
+        write_jpeg(held / WNIDS[0] / f"{n}.jpg", 0, seed=n)
+    write_jpeg(held / WNIDS[1] / "0.jpg", 1)
+    get_source("folder", root, path="held").labels("val")
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
+    assert warnings == [f"warning: folder/val: class '{WNIDS[1]}' has no validation images: no image of it is in val"]
 
 
 @pytest.mark.parametrize("name, options, expected", [

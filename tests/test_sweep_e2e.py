@@ -51,7 +51,7 @@ def test_smoke_sweep_retries_a_failing_trial_from_its_checkpoint(tmp_path):
     report = sweep / "report"
     for name in ("points.csv", "trends.csv", "scatter.png"):
         assert (report / name).stat().st_size > 100
-    assert f"report: {report}" in out.stdout
+    assert f"report:  {(report / 'report.html').as_uri()}" in out.stdout
     assert (tmp_path / "pretrained").is_dir() and len(list((tmp_path / "pretrained").glob("*/model.pt"))) == 3
 
 

@@ -45,10 +45,12 @@ def test_every_script_runs_its_smoke_sweep_and_states_findings_first(smoke_runs,
     assert len(trials) and set(trials["status"]) == {"finished"}
     for name in ("report.html", "trends.csv", "points.csv", "scatter.png", "er_bars.png"):
         assert (sweep / "report" / name).stat().st_size > 100, name
-    after = out.stdout.split(f"results: {sweep}\n", 1)[1].splitlines()
+    after = out.stdout.split(f"report of {sweep}:\n", 1)[1].splitlines()
     assert FINDING.match(after[0]), after[:3]  # the report's first line is a finding
     html = (sweep / "report" / "report.html").read_text()
     assert html.index("<h2>Findings</h2>") < html.index("<h2>Figures</h2>")
+    # the paper's findings, each checked against this run (whatever the smoke sizes give)
+    assert "Compared with the paper:" in out.stdout and "<h2>Compared with the paper</h2>" in html
 
 
 def test_data_quantity_has_a_full_baseline_and_shares_it_with_the_baselines_sweep(smoke_runs):
@@ -57,7 +59,7 @@ def test_data_quantity_has_a_full_baseline_and_shares_it_with_the_baselines_swee
     _, baselines = smoke_runs["baselines"]
     full = load_trials([baselines]).query("intervention == 'full'")
     assert len(full) == 1
-    config = {k: full.iloc[0][k] for k in full.columns}
+    config = json.loads((Path(full.iloc[0]["trial_dir"]) / "params.json").read_text())
     key = PretrainInputs.from_config(config).key
     assert (smoke_runs["storage"] / "pretrained" / key / "model.pt").is_file()
     rows = [json.loads(line) for line in (Path(full.iloc[0]["trial_dir"]) / "result.json").read_text().splitlines()]
@@ -124,7 +126,9 @@ def test_domainnet_evaluates_every_other_domain_as_its_own_ood_set(smoke_runs):
     assert sketch[["ood_infograph_acc", "ood_real_acc", "ood_clipart_acc"]].notna().all().all()
     assert sketch["ood_sketch_acc"].isna().all()  # its own domain is ID
     grid = pd.read_csv(sweep / "report" / "domain_er.csv")
-    assert set(grid["id_domain"]) == {"infograph", "sketch"} and (grid["id_domain"] != grid["ood_domain"]).all()
+    # a smoke target whose scratch models all score alike has no trend, hence no grid row: infograph must have one
+    assert "infograph" in set(grid["id_domain"]) <= {"infograph", "sketch"}
+    assert (grid["id_domain"] != grid["ood_domain"]).all()
     assert (sweep / "report" / "domain_er.png").stat().st_size > 10_000
     table = trends(sweep)
     assert {"synthdomains-infograph: scratch", "synthdomains-sketch: synthnet/full",

@@ -1,6 +1,6 @@
 """WordNet label hierarchies for ImageNet-like sources (wnids such as ``n01440764``).
 
-``imagenet_superclasses`` contracts labels along WordNet as in PAPER.md section 4 item 2
+``imagenet_superclasses`` contracts labels along WordNet as in docs/PROTOCOL.md 4.2
 (5/17/37/85/232 classes at depth 2/4/5/6/7 for ImageNet-1k). Every walk up the hierarchy
 breaks ties by the smallest synset name, because nltk 3.10 builds hypernym lists from sets,
 so their order (and "the first hypernym") changes with PYTHONHASHSEED. The offline reader
@@ -15,7 +15,6 @@ Command line::
 
 from __future__ import annotations
 
-import argparse
 import functools
 import os
 import re
@@ -140,7 +139,7 @@ def is_under(wnid: str, ancestor: str) -> bool:
 def imagenet_superclasses(wnids: Iterable[str], depth: int) -> dict[str, str]:
     """Map each leaf wnid to its superclass wnid at WordNet depth at most ``depth``.
 
-    The rule of PAPER.md section 4 item 2 (Huh et al. 2016's contraction): walk each label
+    The rule of docs/PROTOCOL.md 4.2 (Huh et al. 2016's contraction): walk each label
     up while its synset's ``min_depth()`` (shortest path to the root) exceeds ``depth``,
     each step taking the hypernym with the smallest synset name. Labels already at depth
     <= ``depth`` map to themselves. On the 1000 ILSVRC-2012 classes this gives 5, 17, 37,
@@ -170,12 +169,16 @@ def imagenet_wnids() -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m datasets.hierarchy {install-wordnet,check}``."""
-    parser = argparse.ArgumentParser(prog="python -m datasets.hierarchy", description=__doc__.split("\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+    from analysis.cli_parser import OneLineParser
+
+    parser = OneLineParser(prog="python -m datasets.hierarchy",
+                           description="WordNet 3.0 for the label hierarchies: install it for nltk (offline), "
+                                       "or check it.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{install-wordnet,check}")
     inst = sub.add_parser("install-wordnet", help="copy the system WordNet 3.0 into an nltk data dir")
-    inst.add_argument("--nltk-data", required=True, type=Path,
+    inst.add_argument("--nltk-data", required=True, type=Path, metavar="DIR",
                       help="nltk data dir to fill (DIR/corpora/wordnet), e.g. .venv/nltk_data")
-    inst.add_argument("--wordnet-dir", type=Path, default=None,
+    inst.add_argument("--wordnet-dir", type=Path, default=None, metavar="DIR",
                       help=f"system WordNet dict dir (default: $WORDNET_DIR or {SYSTEM_WORDNET_DIR})")
     sub.add_parser("check", help="load WordNet, say where from, print the superclass counts")
     args = parser.parse_args(argv)

@@ -68,7 +68,7 @@ def quantity(src: Source, value: int, seed: int, num_classes: int | None = None,
 
 @register_intervention("classes")
 def classes_at_budget(src: Source, value: int, seed: int, budget: int | None = None) -> Subset:
-    """`value` = k random classes sharing a fixed `budget` of images (PAPER.md section 4 item 4a).
+    """`value` = k random classes sharing a fixed `budget` of images (docs/PROTOCOL.md 4.4a).
 
     The k classes are the first k of a seeded permutation of all classes, so for one seed the
     classes of a smaller k are among those of a larger k. Each gets `budget // k` images (no

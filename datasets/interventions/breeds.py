@@ -1,4 +1,4 @@
-"""Per-class diversity (PAPER.md section 4 item 4b): the `diversity` intervention and its BREEDS table.
+"""Per-class diversity (docs/PROTOCOL.md 4.4b): the `diversity` intervention and its BREEDS table.
 
 The paper names its 16 superclasses x 12 subclasses by ImageNet class names. Package data
 ``data/breeds_table.txt`` stores each name next to the ILSVRC-2012 wnid it resolves to, so the
@@ -17,7 +17,7 @@ from datasets.sources import Source
 from datasets.hierarchy.wordnet_setup import package_data
 
 BREEDS_FILE = "breeds_table.txt"
-# PAPER.md section 4 item 4b: iNaturalist's diversity superclasses, in the paper's order (= label order).
+# docs/PROTOCOL.md 4.4b: iNaturalist's diversity superclasses, in the paper's order (= label order).
 INAT_SUPERCATEGORIES = ("Plantae", "Insecta", "Mammalia", "Fungi", "Aves", "Reptilia", "Amphibia")
 
 
@@ -97,8 +97,8 @@ def _breeds_diversity(src: Source, p: float, seed: int, budget: int, replace: bo
     if missing or not all(is_wnid(c) for c in src.classes):
         total = sum(len(subs) for _, subs in table)
         raise InterventionError(
-            f"diversity: source '{src.name}' has {total - len(missing)} of the {total} BREEDS subclasses of PAPER.md "
-            f"section 6 (missing {len(missing)}, e.g. {missing[0][0] if missing else '-'} "
+            f"diversity: source '{src.name}' has {total - len(missing)} of the {total} BREEDS subclasses of its "
+            f"table, datasets/data/breeds_table.txt (missing {len(missing)}, e.g. {missing[0][0] if missing else '-'} "
             f"{missing[0][1] if missing else ''}); use an ImageNet-like source with all 1000 ILSVRC-2012 classes"
         )
     m = max(1, round(len(table[0][1]) * p))

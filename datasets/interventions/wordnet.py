@@ -21,7 +21,7 @@ def _animal_mask(wnids: tuple[str, ...]) -> np.ndarray:
 def semantics(src: Source, value: str, seed: int, balanced: bool = True) -> Subset:
     """The classes under WordNet's `animal.n.01` ("animal") or all the others ("object").
 
-    PAPER.md section 4 item 3: 398 vs 602 of ImageNet's 1000 classes. With `balanced` (the
+    docs/PROTOCOL.md 4.3: 398 vs 602 of ImageNet's 1000 classes. With `balanced` (the
     default) the side with more images is subsampled, class-balanced (`fill_balanced`, seeded),
     to the other side's image count, counted over the whole source, so the "animal" and
     "object" subsets of one source have equal sizes; the smaller side keeps all its images.

@@ -176,6 +176,9 @@ class ImageFileSource(Source):
     square: bool = False
     # a preview (`--dry-run`): labels() counts every listed file instead of decoding them all first
     unchecked: bool = False
+    # splits in which every class should have images (class-folder layouts): a class left without
+    # any readable image there (e.g. its only validation image is corrupt) gets a warning
+    every_class_in: tuple[str, ...] = ()
 
     @cached_property
     def max_resolution(self) -> int:
@@ -210,7 +213,21 @@ class ImageFileSource(Source):
         skipped = {line.split("\t", 1)[0] for line in log.read_text().splitlines() if line and not line.startswith("#")}
         keep = np.array([f not in skipped for f in scan.files], dtype=bool)
         cached[split] = np.flatnonzero(keep)
+        if split in self.every_class_in:
+            self._warn_empty_classes(split, keep, log)
         return cached[split]
+
+    def _warn_empty_classes(self, split: str, keep: np.ndarray, log: Path) -> None:
+        """One warning per class with no readable image in `split`: trained or evaluated without it."""
+        labels = self.scans[split].labels
+        listed = np.bincount(labels, minlength=self.num_classes)
+        readable = np.bincount(labels[keep], minlength=self.num_classes)
+        role = "training" if split == "train" else "validation"
+        for c in np.flatnonzero(readable == 0):
+            why = (f"its {listed[c]} listed image{'s are' if listed[c] > 1 else ' is'} unreadable (see {log})"
+                   if listed[c] else f"no image of it is in {split}")
+            print(f"warning: {self.name}/{split}: class '{self.classes[c]}' has no {role} images: {why}",
+                  file=sys.stderr)
 
     def _check(self, split: str, log: Path, num_workers: int) -> None:
         from multiprocessing import get_context

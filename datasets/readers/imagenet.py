@@ -74,7 +74,8 @@ def imagenet(data_root=None, max_resolution: int | None = None) -> ImageFileSour
     scan = cached_scan("imagenet", _key_paths(root, ["train", "val"]), build)
     return ImageFileSource(name="imagenet", options={"max_resolution": max_resolution}, splits=("train", "val"),
                            classes=scan["classes"], eval_splits={"val": "val"}, native_resolution=224,
-                           root=root, scans={"train": scan["train"], "val": scan["val"]})
+                           root=root, scans={"train": scan["train"], "val": scan["val"]},
+                           every_class_in=("train", "val"))
 
 
 STABLE_DIFFUSION_DOWNLOAD = ("Stable Diffusion generations of the 1000 ImageNet classes (the paper prompts each class "
@@ -159,4 +160,4 @@ def folder(data_root=None, path: str | None = None, val_fraction: float = 0.1, s
                           f"and val_fraction > 0")
     return ImageFileSource(name=name, options=options, splits=("train", "val"), classes=scan["classes"],
                            eval_splits={"val": "val"}, native_resolution=224, root=base,
-                           scans={"train": train, "val": val})
+                           scans={"train": train, "val": val}, every_class_in=("train", "val"))
