@@ -258,12 +258,12 @@ def sweep_main(build: Callable[[argparse.Namespace], SweepSpec], description: st
     extra = "\n\n".join(t for t in (unavailable_help(choices), architectures_help()) if t)
     args = parser(description, f"{epilog}\n\n{extra}" if epilog else extra, choices).parse_args(argv)
     warnings.formatwarning = lambda message, category, *rest, **kw: f"warning: {message}\n"
-    options = RunOptions(data_root=args.data_root, storage_path=args.storage_path, address=args.address,
-                         cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
-                         fresh=args.fresh, dry_run=args.dry_run, confirm_fresh=_confirm_fresh(args.yes),
-                         speed=Speed(deterministic=args.deterministic, compile=args.compile))
     start, spec, plan = time.monotonic(), None, None
     try:
+        options = RunOptions(data_root=args.data_root, storage_path=args.storage_path, address=args.address,
+                             cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
+                             fresh=args.fresh, dry_run=args.dry_run, confirm_fresh=_confirm_fresh(args.yes),
+                             speed=Speed(deterministic=args.deterministic, compile=args.compile))
         spec = apply_flags(build(args), args)
         plan = validate(spec, options)
         directory = run_plan(spec, plan, options)
