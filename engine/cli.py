@@ -123,6 +123,9 @@ def parser(description: str, epilog: str | None = None, choices: SweepChoices | 
                    help="CPU cores per trial, a number > 0 (default 1)")
     p.add_argument("--gpus-per-trial", type=number_at_least(0), default=0.0, metavar="F",
                    help="GPUs per trial, a number >= 0; fractions share a GPU between trials (default 0)")
+    p.add_argument("--deterministic", action="store_true",
+                   help="deterministic kernels; no cudnn.benchmark, TF32 or torch.compile (slower; recorded per cell)")
+    p.add_argument("--compile", action="store_true", help="torch.compile every model (pays off on GPUs; recorded per cell)")
     p.add_argument("--fresh", action="store_true",
                    help="move the old sweep directory to <sweep>.old-<time> and start over; asks first on a terminal")
     p.add_argument("--yes", action="store_true", help="answer yes to --fresh's question (needed without a terminal)")
@@ -252,6 +255,7 @@ def sweep_main(build: Callable[[argparse.Namespace], SweepSpec], description: st
         sweep_dir,
         validate,
     )
+    from engine.speed import Speed
 
     argv = sys.argv[1:] if argv is None else list(argv)
     defaults = parser(description).parse_args([])
@@ -259,11 +263,12 @@ def sweep_main(build: Callable[[argparse.Namespace], SweepSpec], description: st
     extra = "\n\n".join(t for t in (unavailable_help(choices), architectures_help()) if t)
     args = parser(description, f"{epilog}\n\n{extra}" if epilog else extra, choices).parse_args(argv)
     warnings.formatwarning = lambda message, category, *rest, **kw: f"warning: {message}\n"
-    options = RunOptions(data_root=args.data_root, storage_path=args.storage_path, address=args.address,
-                         cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
-                         fresh=args.fresh, dry_run=args.dry_run, confirm_fresh=_confirm_fresh(args.yes))
     start, spec, plan = time.monotonic(), None, None
     try:
+        options = RunOptions(data_root=args.data_root, storage_path=args.storage_path, address=args.address,
+                             cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
+                             fresh=args.fresh, dry_run=args.dry_run, confirm_fresh=_confirm_fresh(args.yes),
+                             speed=Speed(deterministic=args.deterministic, compile=args.compile))
         spec = apply_flags(build(args), args)
         plan = validate(spec, options)
         directory = run_plan(spec, plan, options)
