@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Callable, Iterator
 
 from engine.archs import check_arch
 from engine.cost import SOURCE_NOTE, estimate
-from engine.driver_lock import DriverLockError, record_ray_pids, take_lock
+from engine.driver_lock import LOCK_NAME, DriverLock, DriverLockError, record_ray_pids, take_lock
 from engine.interrupt import SweepInterrupted
 from engine.spec import SweepSpec, cells, describe_cell
 from engine.sweep_dir import cell_status, configs_in, experiments, report_other_schemas
@@ -247,22 +247,23 @@ def run_plan(spec: SweepSpec, plan: Plan, options: RunOptions) -> Path:
         return sweep_dir(spec, options)
 
     directory = sweep_dir(spec, options)
-    if options.fresh and directory.exists() and any(directory.iterdir()):
-        if options.confirm_fresh is not None:
-            options.confirm_fresh(directory, _holds(directory))
-        old = directory.with_name(f"{directory.name}.old-{time.strftime('%Y%m%d-%H%M%S')}")
-        directory.rename(old)
-        print(f"--fresh: moved the previous sweep to {old}")
-    directory.mkdir(parents=True, exist_ok=True)
-    lock = take_lock(directory)
+    lock = take_lock(directory)  # before --fresh moves anything: a running driver keeps its directory
     try:
+        if options.fresh and any(p.name != LOCK_NAME for p in directory.iterdir()):
+            if options.confirm_fresh is not None:
+                options.confirm_fresh(directory, _holds(directory))
+            old = directory.with_name(f"{directory.name}.old-{time.strftime('%Y%m%d-%H%M%S')}")
+            directory.rename(old)
+            directory.mkdir()
+            lock.moved_aside(old)
+            print(f"--fresh: moved the previous sweep to {old}")
         status = cell_status(directory, plan.grid)
         if all(s == "finished" for s in status.values()):
             print(f"all {len(status)} cells already finished in {directory}; nothing to run")
             return directory
         return _run(spec, plan, options, directory, lock)
     finally:
-        lock.unlink(missing_ok=True)
+        lock.release()
 
 
 @contextlib.contextmanager
@@ -315,14 +316,14 @@ def _fit(tuner, watch) -> None:
         raise SweepInterrupted()
 
 
-def _run(spec: SweepSpec, plan: Plan, options: RunOptions, directory: Path, lock: Path) -> Path:
+def _run(spec: SweepSpec, plan: Plan, options: RunOptions, directory: Path, lock: DriverLock) -> Path:
     for key, value in TUNE_ENV.items():
         os.environ.setdefault(key, value)
     with _environ(DRIVER_ENV):
         return _run_tune(spec, plan, options, directory, lock)
 
 
-def _run_tune(spec: SweepSpec, plan: Plan, options: RunOptions, directory: Path, lock: Path) -> Path:
+def _run_tune(spec: SweepSpec, plan: Plan, options: RunOptions, directory: Path, lock: DriverLock) -> Path:
     import ray
     from ray import tune
     from ray.job_config import JobConfig
