@@ -122,6 +122,14 @@ def parser(description: str, epilog: str | None = None, choices: SweepChoices | 
                    help="CPU cores per trial, a number > 0 (default 1)")
     p.add_argument("--gpus-per-trial", type=number_at_least(0), default=0.0, metavar="F",
                    help="GPUs per trial, a number >= 0; fractions share a GPU between trials (default 0)")
+    p.add_argument("--max-concurrent", type=at_least(1), metavar="N",
+                   help="run at most N cells at a time, an integer >= 1 (default: as many as the cluster's resources fit)")
+    p.add_argument("--max-failures", type=at_least(0), default=2, metavar="N",
+                   help="retry a cell that fails (an exception, a lost node) up to N times, each from its last epoch "
+                        "checkpoint (default 2)")
+    p.add_argument("--pretrain-wait", type=number_at_least(0, strict=True), default=24.0, metavar="HOURS",
+                   help="how long a cell waits for another cell that is pre-training the same model before it fails "
+                        "(default 24)")
     p.add_argument("--fresh", action="store_true",
                    help="move the old sweep directory to <sweep>.old-<time> and start over; asks first on a terminal")
     p.add_argument("--yes", action="store_true", help="answer yes to --fresh's question (needed without a terminal)")
@@ -235,13 +243,14 @@ def sweep_main(build: Callable[[argparse.Namespace], SweepSpec], description: st
     """Entry point of a sweep script: `build(args)` returns the spec for the given flags.
 
     `report_options` are passed to the report (e.g. `{"metric": "acc"}` where the paper plots accuracy).
-    Exit status: 0 done, 2 a bad flag or input (one line), 130 interrupted (Ctrl-C; one line says
-    how to resume).
+    Exit status: 0 done, 1 some cells failed (after their retries; each is listed with its exception
+    and log), 2 a bad flag or input (one line), 130 interrupted (Ctrl-C; one line says how to resume).
     """
     from analysis.report import write_report
     from engine.runner import (
         RunOptions,
         SweepInterrupted,
+        cell_errors,
         cell_status,
         run_plan,
         sweep_dir,
@@ -256,7 +265,9 @@ def sweep_main(build: Callable[[argparse.Namespace], SweepSpec], description: st
     warnings.formatwarning = lambda message, category, *rest, **kw: f"warning: {message}\n"
     options = RunOptions(data_root=args.data_root, storage_path=args.storage_path, address=args.address,
                          cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
-                         fresh=args.fresh, dry_run=args.dry_run, confirm_fresh=_confirm_fresh(args.yes))
+                         fresh=args.fresh, dry_run=args.dry_run, confirm_fresh=_confirm_fresh(args.yes),
+                         max_concurrent=args.max_concurrent, max_failures=args.max_failures,
+                         pretrain_wait_s=args.pretrain_wait * 3600)
     start, spec, plan = time.monotonic(), None, None
     try:
         spec = apply_flags(build(args), args)
@@ -292,4 +303,19 @@ def sweep_main(build: Callable[[argparse.Namespace], SweepSpec], description: st
             return 130
     status = cell_status(directory, plan.grid)
     print("\n" + _summary(directory, status, time.monotonic() - start, report, argv, spec.smoke))
+    failed = cell_errors(directory, plan.grid)
+    if failed:
+        print(_failures(failed, plan.grid, len(status)), file=sys.stderr)
+        return 1
     return 0
+
+
+def _failures(failed: dict[str, tuple[Path, str]], grid: list[dict], total: int) -> str:
+    """One line per failed cell: its name and id, the exception it ended with, and its log."""
+    from engine.spec import describe_cell
+
+    names = {c["cell_id"]: describe_cell(c) for c in grid}
+    lines = [f"failed: {len(failed)} of {total} cells ended with an error after their retries:"]
+    for cell, (trial_dir, exception) in failed.items():
+        lines.append(f"  {names[cell]} (cell {cell}): {exception}  log: {trial_dir / 'error.txt'}")
+    return "\n".join(lines)

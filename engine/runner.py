@@ -26,7 +26,7 @@ from engine.cost import SOURCE_NOTE, estimate
 from engine.driver_lock import LOCK_NAME, DriverLock, DriverLockError, record_ray_pids, take_lock
 from engine.interrupt import SweepInterrupted
 from engine.spec import SweepSpec, cells, describe_cell
-from engine.sweep_dir import cell_status, configs_in, experiments, report_other_schemas
+from engine.sweep_dir import cell_errors, cell_status, configs_in, experiments, report_other_schemas
 
 if TYPE_CHECKING:
     from datasets import Source
@@ -45,7 +45,7 @@ TUNE_ENV = {"TUNE_GLOBAL_CHECKPOINT_S": "0", "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHE
 # the job's environment anyway).
 DRIVER_ENV = {"RAY_AIR_NEW_OUTPUT": "0", "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1", "RAY_OVERRIDE_JOB_RUNTIME_ENV": "1"}
 
-__all__ = ["DriverLockError", "RunOptions", "SweepError", "SweepInterrupted", "cell_status", "report_other_schemas",
+__all__ = ["DriverLockError", "RunOptions", "SweepError", "SweepInterrupted", "cell_errors", "cell_status", "report_other_schemas",
            "run_plan", "run_sweep", "sweep_dir", "validate"]
 
 
@@ -62,7 +62,9 @@ class RunOptions:
     gpus_per_trial: float = 0
     fresh: bool = False
     dry_run: bool = False
-    max_failures: int = 2
+    max_failures: int = 2       # retries of a failed trial, each from its last epoch checkpoint (Tune FailureConfig)
+    max_concurrent: int | None = None   # at most this many trials at once (None: as many as resources fit)
+    pretrain_wait_s: float = 24 * 3600  # a cell waiting for another's pre-training of the same model gives up after this
     verbose: int = 1            # 0: silent; 1: the cell table; 2: also the trials' own output
     # Called as confirm_fresh(directory, what it holds) before --fresh moves an existing sweep aside;
     # raises to refuse. None: move it (the caller already decided).
@@ -349,12 +351,14 @@ def _run_tune(spec: SweepSpec, plan: Plan, options: RunOptions, directory: Path,
     stale = report_other_schemas(directory, storage_root(options))
     context = RunContext(storage=str(storage_root(options)), data_root=options.data_root,
                          cache_dir=str(cache_root()), git_sha=git_sha(),
-                         weights=tuple((w.sha256, w.path) for w in spec.weights))
+                         weights=tuple((w.sha256, w.path) for w in spec.weights),
+                         pretrain_wait_s=options.pretrain_wait_s)
     trainable = tune.with_resources(tune.with_parameters(train_cell, context=context),
                                     {"cpu": options.cpus_per_trial, "gpu": options.gpus_per_trial})
     ray_context = ray.init(
         address=options.address, include_dashboard=True, dashboard_host="127.0.0.1",
-        runtime_env={"env_vars": {**TUNE_ENV, "SWEEPS_CACHE": context.cache_dir,
+        # SWEEPS_CACHE is not forced on the workers: a node started with its own keeps it (trainable)
+        runtime_env={"env_vars": {**TUNE_ENV,
                                   FAULT_ENV: os.environ.get(FAULT_ENV, "")}},
         # the dashboard's Jobs page names the job by this (a `ray job submit` gives its own metadata)
         job_config=JobConfig(metadata={"job_name": directory.name}),
@@ -371,6 +375,7 @@ def _run_tune(spec: SweepSpec, plan: Plan, options: RunOptions, directory: Path,
             # the callbacks and the table must be this run's (experiments older than them have none).
             run_config.callbacks, watch = _callbacks(directory)
             run_config.progress_reporter, run_config.verbose = table, min(options.verbose, 1)
+            run_config.failure_config = tune.FailureConfig(max_failures=options.max_failures)
             table.watch = watch  # after Ctrl-C the table says "stopped", not "running"
             return watch
 
@@ -391,7 +396,9 @@ def _run_tune(spec: SweepSpec, plan: Plan, options: RunOptions, directory: Path,
             with quiet_tune_logs():
                 tuner = tune.Tuner.restore(str(experiment), trainable, resume_unfinished=True, resume_errored=True)
             table.title = f"{directory.name}/{experiment.name}"
-            _fit(tuner, this_run(tuner._local_tuner.get_run_config()))  # Ray 2.60: the restored run's config
+            # Ray 2.60: the restored run's config and search settings (this run's limits, not the pickled ones)
+            tuner._local_tuner._tune_config.max_concurrent_trials = options.max_concurrent
+            _fit(tuner, this_run(tuner._local_tuner.get_run_config()))
         # Longest cells first: with a few trial slots this shortens the sweep's tail.
         sizes = {name: target_sizes(t) for name, t in plan.targets.items()}
         images = _images(plan)
@@ -405,8 +412,7 @@ def _run_tune(spec: SweepSpec, plan: Plan, options: RunOptions, directory: Path,
             table.title = f"{directory.name}/{name}"
             run_config = tune.RunConfig(
                 name=name, storage_path=str(directory),
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-                failure_config=tune.FailureConfig(max_failures=options.max_failures))
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=1))
             watch = this_run(run_config)
             tuner = tune.Tuner(
                 trainable,
@@ -418,6 +424,7 @@ def _run_tune(spec: SweepSpec, plan: Plan, options: RunOptions, directory: Path,
                     # A finished trial's process serves the next one: no new interpreter, imports
                     # and FFCV/numba compilation per cell (every trial seeds and sizes itself).
                     reuse_actors=True,
+                    max_concurrent_trials=options.max_concurrent,
                     trial_dirname_creator=trial_dirname,
                     trial_name_creator=trial_name,
                 ),
