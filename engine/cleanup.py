@@ -5,7 +5,7 @@ What goes, in a storage root (`--storage-path`, default `$SWEEPS_STORAGE` or ~/r
 - `pretrained/<key>/`: pre-trained models that no cell of any remaining sweep would load (the key of
   each cell's `PretrainInputs`, read from the configs Tune recorded);
 and in the `.beton` cache (`--cache`, default $SWEEPS_CACHE or ~/.cache/robustness_sweeps):
-- `betons/*.beton` (with their lock and skipped-image logs) that no remaining trial or pre-trained
+- `betons/*.beton` (with their lock file) that no remaining trial or pre-trained
   model names in its provenance. A cache shared by several storage roots: run it with each, or not
   at all (a removed file is rebuilt when a sweep needs it again, at the cost of converting it).
 

@@ -150,14 +150,21 @@ def test_unreadable_checkpoint_names_the_cell_and_path(tmp_path):
     sweep = tmp_path / "data_quantity-smoke"
     # Every cell fails before its second fine-tuning epoch and is not retried: each keeps its epoch-1 checkpoint.
     env = ray_env(tmp_path, SWEEPS_FAULT_AT="finetune:2")
-    first = subprocess.run(sweep_cmd(tmp_path, "--max-failures", "0"), cwd=ROOT, env=env, capture_output=True,
-                           text=True, timeout=600)
+    # --max-concurrent 1: one cell at a time (2 would fit on this machine's 2 CPUs)
+    first = subprocess.run(sweep_cmd(tmp_path, "--max-failures", "0", "--max-concurrent", "1"), cwd=ROOT, env=env,
+                           capture_output=True, text=True, timeout=600)
     # A sweep whose cells all failed exits non-zero with one line per cell: name, exception, log.
     assert first.returncode == 1, first.stdout[-3000:] + first.stderr[-3000:]
     assert "failed: 4 of 4 cells ended with an error" in first.stderr
     for trial_dir in cells_of(sweep).values():
         line = next(line for line in first.stderr.splitlines() if f"(cell {trial_dir.name[5:]})" in line)
         assert "injected fault before finetune epoch 2" in line and f"log: {trial_dir / 'error.txt'}" in line
+
+    # one at a time: ordered by start (first report's time minus its time since the trial started), each cell
+    # started after the previous one's last report (Tune's timestamps are whole seconds: 1 s of slack)
+    spans = sorted((r[0]["timestamp"] - r[0]["time_total_s"], r[-1]["timestamp"])
+                   for r in map(rows, cells_of(sweep).values()))
+    assert all(later[0] >= earlier[1] - 1 for earlier, later in zip(spans, spans[1:])), spans
 
     victim = sorted(cells_of(sweep).values())[0]
     checkpoints = sorted(victim.glob("checkpoint_*"))

@@ -226,7 +226,12 @@ class ImageFileSource(Source):
         if not log.exists() and self.unchecked:
             return np.arange(len(scan.files))  # not cached: a later real call still checks
         if not log.exists():
-            self._check(split, log, num_workers or min(8, os.cpu_count() or 1))
+            from filelock import FileLock
+
+            log.parent.mkdir(parents=True, exist_ok=True)
+            with FileLock(str(log) + ".lock"):  # trials of one node (one cache) check a split once
+                if not log.exists():
+                    self._check(split, log, num_workers or min(8, os.cpu_count() or 1))
         skipped = {line.split("\t", 1)[0] for line in log.read_text().splitlines() if line and not line.startswith("#")}
         keep = np.array([f not in skipped for f in scan.files], dtype=bool)
         cached[split] = np.flatnonzero(keep)
