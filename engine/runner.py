@@ -396,9 +396,7 @@ def _run_tune(spec: SweepSpec, plan: Plan, options: RunOptions, directory: Path,
             with quiet_tune_logs():
                 tuner = tune.Tuner.restore(str(experiment), trainable, resume_unfinished=True, resume_errored=True)
             table.title = f"{directory.name}/{experiment.name}"
-            # Ray 2.60: the restored run's config and search settings (this run's limits, not the pickled ones)
-            tuner._local_tuner._tune_config.max_concurrent_trials = options.max_concurrent
-            _fit(tuner, this_run(tuner._local_tuner.get_run_config()))
+            _fit(tuner, this_run(tuner._local_tuner.get_run_config()))  # Ray 2.60: the restored run's config
         # Longest cells first: with a few trial slots this shortens the sweep's tail.
         sizes = {name: target_sizes(t) for name, t in plan.targets.items()}
         images = _images(plan)
@@ -419,12 +417,14 @@ def _run_tune(spec: SweepSpec, plan: Plan, options: RunOptions, directory: Path,
                 # Each cell is a preset point; the placeholders make every key a known search key.
                 param_space={key: None for key in todo[0]},
                 tune_config=tune.TuneConfig(
-                    search_alg=BasicVariantGenerator(points_to_evaluate=todo),
+                    # --max-concurrent: the generator holds back new trials (Tune ignores TuneConfig's
+                    # max_concurrent_trials for a search_alg of this kind). A restored experiment keeps
+                    # the limit it was started with (it is part of the generator's saved state).
+                    search_alg=BasicVariantGenerator(points_to_evaluate=todo, max_concurrent=options.max_concurrent or 0),
                     num_samples=len(todo),
                     # A finished trial's process serves the next one: no new interpreter, imports
                     # and FFCV/numba compilation per cell (every trial seeds and sizes itself).
                     reuse_actors=True,
-                    max_concurrent_trials=options.max_concurrent,
                     trial_dirname_creator=trial_dirname,
                     trial_name_creator=trial_name,
                 ),

@@ -174,7 +174,8 @@ def test_unreadable_checkpoint_names_the_cell_and_path(tmp_path):
     out = subprocess.run(sweep_cmd(tmp_path), cwd=ROOT, env={**env, "SWEEPS_FAULT_AT": ""}, capture_output=True,
                          text=True, timeout=600)
     assert out.returncode == 1, out.stdout[-3000:] + out.stderr[-3000:]
-    failed = [line for line in out.stderr.splitlines() if line.startswith("  ")]
+    failed = [line for line in out.stderr.splitlines() if line.startswith("  ") and " (cell " in line and "log: " in line]
+    assert "failed: 1 of 4 cells ended with an error" in out.stderr
     assert len(failed) == 1 and f"(cell {victim.name[5:]})" in failed[0], out.stderr
     assert "CorruptCheckpoint" in failed[0] and str(checkpoints[-1]) in failed[0]
     assert finetune_epochs(victim) == [1]  # its epoch was not trained a second time
