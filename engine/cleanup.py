@@ -15,7 +15,6 @@ is removed: which models it needs is unknown.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
