@@ -10,7 +10,7 @@ SYSTEM_PACKAGES := libopencv-dev libturbojpeg0-dev pkg-config wordnet-base wordn
 NLTK_WORDNET := $(VENV)/nltk_data/corpora/wordnet/lexnames
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install system-packages smoke clean-venv
+.PHONY: demo test bench install system-packages smoke clean-venv
 
 demo: install
 	$(PY) sweeps/data_quantity.py $(ARGS)
@@ -20,6 +20,19 @@ test: install
 
 smoke: install
 	$(PY) sweeps/data_quantity.py --smoke $(ARGS)
+
+# Side-by-side benchmarks (benchmarks/README.md); each prints its headline ratio last, and the
+# headlines are printed again at the end. BENCH_ARGS=--quick checks that they run.
+BENCHMARKS := benchmarks/loader_vs_torch.py benchmarks/pipeline_efficiency.py benchmarks/beton_write.py \
+	benchmarks/gpu_loop.py benchmarks/analysis_scale.py benchmarks/tune_overhead.py benchmarks/sweep_scaling.py
+bench: install
+	@set -o pipefail; start=$$(date +%s); log=$$(mktemp); \
+	for b in $(BENCHMARKS); do \
+	  echo "== $$b"; \
+	  $(PY) $$b $(BENCH_ARGS) 2>$$log.err | tee -a $$log || { tail -20 $$log.err >&2; exit 1; }; \
+	done; \
+	echo "== headlines"; grep -E '^[a-z_]+: [-0-9.inf]+ \(goal' $$log; \
+	echo "make bench: $$(( $$(date +%s) - start )) s"; rm -f $$log $$log.err
 
 install: system-packages $(STAMP) $(NLTK_WORDNET)
 

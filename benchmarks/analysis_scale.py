@@ -7,7 +7,7 @@ then times ``analysis.ingest.load_experiments`` and ``analysis.trends.bootstrap_
 their budgets (issue 3: ingest under 10 s; 1,000 resamples "well under a second", taken as
 0.25 s here). Prints ``budget / measured`` for each, side by side, and the smaller ratio last.
 
-    python benchmarks/analysis_scale.py [--trials 2000] [--epochs 12] [--points 480]
+    python benchmarks/analysis_scale.py [--trials 2000] [--epochs 12] [--points 480] [--quick]
 """
 
 from __future__ import annotations
@@ -126,7 +126,10 @@ def main() -> int:
     parser.add_argument("--trials", type=at_least(1), default=2000, metavar="N", help="trials in the experiment dir")
     parser.add_argument("--epochs", type=at_least(1), default=12, metavar="N", help="fine-tuning epochs per trial")
     parser.add_argument("--points", type=at_least(3), default=480, metavar="N", help="points in the bootstrap fit")
+    parser.add_argument("--quick", action="store_true", help="tiny inputs: checks that the benchmark runs")
     args = parser.parse_args()
+    if args.quick:
+        args.trials, args.epochs, args.points = 90, 3, 60
 
     with tempfile.TemporaryDirectory(prefix="analysis-scale-") as tmp:
         t0 = time.perf_counter()

@@ -130,6 +130,9 @@ def parser(description: str, epilog: str | None = None, choices: SweepChoices | 
     p.add_argument("--pretrain-wait", type=number_at_least(0, strict=True), default=24.0, metavar="HOURS",
                    help="how long a cell waits for another cell that is pre-training the same model before it fails "
                         "(default 24)")
+    p.add_argument("--deterministic", action="store_true",
+                   help="deterministic kernels; no cudnn.benchmark, TF32 or torch.compile (slower; recorded per cell)")
+    p.add_argument("--compile", action="store_true", help="torch.compile every model (pays off on GPUs; recorded per cell)")
     p.add_argument("--fresh", action="store_true",
                    help="move the old sweep directory to <sweep>.old-<time> and start over; asks first on a terminal")
     p.add_argument("--yes", action="store_true", help="answer yes to --fresh's question (needed without a terminal)")
@@ -256,6 +259,7 @@ def sweep_main(build: Callable[[argparse.Namespace], SweepSpec], description: st
         sweep_dir,
         validate,
     )
+    from engine.speed import Speed
 
     argv = sys.argv[1:] if argv is None else list(argv)
     defaults = parser(description).parse_args([])
@@ -263,13 +267,14 @@ def sweep_main(build: Callable[[argparse.Namespace], SweepSpec], description: st
     extra = "\n\n".join(t for t in (unavailable_help(choices), architectures_help()) if t)
     args = parser(description, f"{epilog}\n\n{extra}" if epilog else extra, choices).parse_args(argv)
     warnings.formatwarning = lambda message, category, *rest, **kw: f"warning: {message}\n"
-    options = RunOptions(data_root=args.data_root, storage_path=args.storage_path, address=args.address,
-                         cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
-                         fresh=args.fresh, dry_run=args.dry_run, confirm_fresh=_confirm_fresh(args.yes),
-                         max_concurrent=args.max_concurrent, max_failures=args.max_failures,
-                         pretrain_wait_s=args.pretrain_wait * 3600)
     start, spec, plan = time.monotonic(), None, None
     try:
+        options = RunOptions(data_root=args.data_root, storage_path=args.storage_path, address=args.address,
+                             cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
+                             fresh=args.fresh, dry_run=args.dry_run, confirm_fresh=_confirm_fresh(args.yes),
+                             speed=Speed(deterministic=args.deterministic, compile=args.compile),
+                             max_concurrent=args.max_concurrent, max_failures=args.max_failures,
+                             pretrain_wait_s=args.pretrain_wait * 3600)
         spec = apply_flags(build(args), args)
         plan = validate(spec, options)
         directory = run_plan(spec, plan, options)

@@ -144,6 +144,11 @@ def predict(model: nn.Module, loader, device: torch.device, precision: str = "fp
     return torch.cat(trues).cpu().numpy(), torch.cat(preds).cpu().numpy()
 
 
+def eval_batch_size(train_batch_size: int) -> int:
+    """Evaluation batches: inference keeps no activations for backward, so they can be twice as large (at least 256)."""
+    return max(256, 2 * train_batch_size)
+
+
 def scores(name: str, y_true: np.ndarray, y_pred: np.ndarray) -> dict:
     """{'<name>_f1': macro-F1, '<name>_acc': accuracy} (fractions)."""
     return {f"{name}_f1": macro_f1(y_true, y_pred), f"{name}_acc": accuracy(y_true, y_pred)}

@@ -29,6 +29,7 @@ from engine.archs import build_model, get_arch, head_classes
 from engine.inputs import SCHEMA, PretrainInputs
 from engine.loops import (
     cross_entropy_step,
+    eval_batch_size,
     evaluate,
     grad_scaler,
     pretrain_optimizer,
@@ -36,6 +37,7 @@ from engine.loops import (
     train_epoch,
     training_state,
 )
+from engine.speed import Speed
 from engine.weights import load_into, load_state_dict
 
 FAULT_ENV = "SWEEPS_FAULT_AT"  # testing hook: "pretrain:2" raises once before pre-training epoch 2
@@ -51,6 +53,7 @@ class RunContext:
     git_sha: str
     weights: tuple[tuple[str, str], ...] = ()   # (sha256, path) of every given checkpoint
     pretrain_wait_s: float = 24 * 3600          # how long to wait for another trial pre-training the same model
+    speed: Speed = Speed()                      # cudnn.benchmark, torch.compile, --deterministic
 
 
 @dataclass(frozen=True)
@@ -182,7 +185,7 @@ def _train(inputs: PretrainInputs, cache: Path, context: RunContext, cpus: int, 
            report: Callable[[dict], None]) -> None:
     from datasets import get_source
     from datasets.interventions import build_subset, domain_rows
-    from datasets.storage.loaders import make_loader
+    from datasets.storage.loaders import shared_loader
 
     src = get_source(inputs.source, context.data_root, **inputs.options())
     subset = build_subset(src, inputs.intervention, inputs.value, seed=inputs.seed, **inputs.params())
@@ -190,17 +193,17 @@ def _train(inputs: PretrainInputs, cache: Path, context: RunContext, cpus: int, 
     train_file, val_file = src.beton("train", res, cpus), src.beton(src.holdout_split, res, cpus)
     label_map = torch.as_tensor(subset.label_map, device=device)
     val_labels = subset.label_map[src.labels(src.holdout_split)]
-    train_loader = make_loader(train_file, inputs.batch_size, res, cpus, train=True, indices=subset.indices,
-                               seed=seed, device=str(device), crop_scale=inputs.crop_scale)
+    train_loader = shared_loader(train_file, inputs.batch_size, res, cpus, train=True, indices=subset.indices,
+                                 seed=seed, device=str(device), crop_scale=inputs.crop_scale)
     val_rows = np.flatnonzero(val_labels >= 0)
     if subset.description.get("domain") is not None:  # pre-trained on one domain: evaluate on that domain
         val_rows = np.intersect1d(val_rows, domain_rows(src, src.holdout_split, subset.description["domain"]))
-    val_loader = make_loader(val_file, 256, res, cpus, train=False, indices=val_rows, device=str(device),
-                             crop_ratio=inputs.eval_crop)
+    val_loader = shared_loader(val_file, eval_batch_size(inputs.batch_size), res, cpus, train=False,
+                               indices=val_rows, device=str(device), crop_ratio=inputs.eval_crop)
 
     objective = OBJECTIVES[inputs.objective]
     torch.manual_seed(seed)
-    model = objective.model(inputs, subset.description["classes"]).to(device)
+    model = context.speed.prepare(objective.model(inputs, subset.description["classes"]), device)
     optimizer, scheduler = pretrain_optimizer(model, inputs, len(train_loader))
     scaler = grad_scaler(device, inputs.precision)
     state_file, start = cache / "state.pt", 0
@@ -221,5 +224,6 @@ def _train(inputs: PretrainInputs, cache: Path, context: RunContext, cpus: int, 
     _finish(cache, inputs, objective.export(model, subset.num_classes), {
         "subset": subset.description, "holdout_images": int(len(val_rows)), "source": src.describe(),
         "epochs": inputs.epochs, "data_files": {"train": Path(train_file).name, "val": Path(val_file).name},
+        "speed": context.speed.record(device),
     })
     state_file.unlink(missing_ok=True)

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Callable, Iterator
 from engine.archs import check_arch
 from engine.cost import SOURCE_NOTE, estimate
 from engine.driver_lock import LOCK_NAME, DriverLock, DriverLockError, record_ray_pids, take_lock
+from engine.speed import Speed
 from engine.interrupt import SweepInterrupted
 from engine.spec import SweepSpec, cells, describe_cell
 from engine.sweep_dir import cell_errors, cell_status, configs_in, experiments, report_other_schemas
@@ -69,6 +70,7 @@ class RunOptions:
     # Called as confirm_fresh(directory, what it holds) before --fresh moves an existing sweep aside;
     # raises to refuse. None: move it (the caller already decided).
     confirm_fresh: Callable[[Path, str], None] | None = None
+    speed: Speed = Speed()        # --deterministic / --compile: recorded per cell, not part of its id
 
 
 @dataclass
@@ -351,7 +353,7 @@ def _run_tune(spec: SweepSpec, plan: Plan, options: RunOptions, directory: Path,
     stale = report_other_schemas(directory, storage_root(options))
     context = RunContext(storage=str(storage_root(options)), data_root=options.data_root,
                          cache_dir=str(cache_root()), git_sha=git_sha(),
-                         weights=tuple((w.sha256, w.path) for w in spec.weights),
+                         weights=tuple((w.sha256, w.path) for w in spec.weights), speed=options.speed,
                          pretrain_wait_s=options.pretrain_wait_s)
     trainable = tune.with_resources(tune.with_parameters(train_cell, context=context),
                                     {"cpu": options.cpus_per_trial, "gpu": options.gpus_per_trial})

@@ -24,6 +24,7 @@ from engine.archs import build_model, get_arch, replace_head
 from engine.inputs import FinetuneInputs
 from engine.loops import (
     check_precision,
+    eval_batch_size,
     evaluate,
     finetune_optimizer,
     grad_scaler,
@@ -33,6 +34,7 @@ from engine.loops import (
 )
 from engine.pretrain import FAULT_ENV, RunContext, maybe_fault, pretrain
 from engine.provenance import package_versions
+from engine.threads import set_trial_threads
 
 __all__ = ["FAULT_ENV", "RunContext", "train_cell"]
 
@@ -58,17 +60,6 @@ def _device(gpus: int) -> torch.device:
                                  f"{socket.gethostname()} (CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r}); "
                                  "check the node's driver and torch build, or run with --gpus-per-trial 0")
     return torch.device("cuda")
-
-
-def _set_threads(cpus: int) -> None:
-    # torch, numba (FFCV's JIT) and BLAS all default to every core: trials would fight.
-    torch.set_num_threads(cpus)
-    try:
-        import numba
-
-        numba.set_num_threads(min(cpus, numba.config.NUMBA_NUM_THREADS))
-    except (ImportError, ValueError):
-        pass
 
 
 def _read_record(checkpoint) -> dict:
@@ -174,8 +165,9 @@ def train_cell(config: dict, context: RunContext) -> None:
         if state["epoch"] >= inputs.epochs:
             return  # finished before the driver died: nothing to redo
     cpus, gpus = _resources()
-    _set_threads(cpus)
+    threads = set_trial_threads(cpus)
     device = _device(gpus)
+    speed = context.speed.apply(device)
     check_precision(inputs.precision, device)
     if inputs.pretrained is not None and inputs.pretrained.precision is not None:
         check_precision(inputs.pretrained.precision, device)
@@ -188,13 +180,14 @@ def train_cell(config: dict, context: RunContext) -> None:
         model, pretrained_meta = _pretrained_model(inputs, context, cpus, device, target.num_classes)
     else:
         model = build_model(inputs.arch, target.num_classes, res, inputs.bn_momentum)
-    model = model.to(device).to(memory_format=torch.channels_last)
+    model = context.speed.prepare(model, device)
 
     files = {split: target.beton(split, res, cpus) for split in target.splits}
     train_loader = shared_loader(files["train"], inputs.batch_size, res, cpus, train=True, seed=inputs.seed,
                                  device=str(device))
     sets = target.evaluation_sets()
-    eval_loaders = {split: shared_loader(files[split], 256, res, cpus, train=False, device=str(device))
+    eval_loaders = {split: shared_loader(files[split], eval_batch_size(inputs.batch_size), res, cpus, train=False,
+                                         device=str(device))
                     for split in dict.fromkeys(split for split, _ in sets.values())}
     optimizer, scheduler = finetune_optimizer(model, inputs, len(train_loader))
     scaler = grad_scaler(device, inputs.precision)
@@ -202,7 +195,8 @@ def train_cell(config: dict, context: RunContext) -> None:
     start = restore_training_state(state, model, optimizer, scheduler, scaler) if state is not None else 0
 
     record = {"config": config, "inputs": asdict(inputs), "pretrained": pretrained_meta, "target": target.describe(),
-              "provenance": {"git_sha": context.git_sha, "packages": package_versions(),
+              "provenance": {"git_sha": context.git_sha, "packages": package_versions(), "speed": speed,
+                             "threads": threads,
                              "data_files": {s: Path(f).name for s, f in files.items()}},
               "history": saved_record["history"] if saved_record else []}
     # the pre-training subset's size travels with every row, so reports can show it (None for scratch)

@@ -198,7 +198,7 @@ def test_group_summary_against_independent_computation():
 def test_epoch_residuals_per_architecture():
     import pandas as pd
 
-    from analysis.residuals import epoch_residuals, loao_residuals, residual_subject
+    from analysis.residuals import epoch_residuals, residual_subject
 
     trend = Trend(slope=1.0, intercept=-0.5, r2=1.0, n=10, transform="probit")
     rows = []

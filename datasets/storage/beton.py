@@ -62,6 +62,9 @@ def ensure_beton(
         if path.exists():  # another process wrote it while we waited
             return path
         check_free_space(path.parent, estimated_bytes)
+        from datasets.storage.ffcv_import import import_ffcv
+
+        import_ffcv()
         from ffcv.fields import IntField, RGBImageField
         from ffcv.writer import DatasetWriter
 
@@ -81,6 +84,9 @@ def ensure_beton(
 
 def read_labels(path: Path) -> np.ndarray:
     """All labels of a `.beton`, in file order (reads only the metadata table)."""
+    from datasets.storage.ffcv_import import import_ffcv
+
+    import_ffcv()
     from ffcv.reader import Reader
 
     return np.asarray(Reader(str(path)).metadata["f1"], dtype=np.int64)

@@ -1,22 +1,28 @@
 """FFCV loaders over `.beton` files. Pipelines are lists, as in FFCV's examples; the GPU variant
-differs by `ToDevice`."""
+moves uint8 batches with `ToDevice` and normalises them on the GPU, the CPU one normalises in FFCV's
+jitted decoding stage."""
 from __future__ import annotations
 
-from functools import lru_cache
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
 import torch
-from ffcv.fields.decoders import CenterCropRGBImageDecoder, IntDecoder, RandomResizedCropRGBImageDecoder
-from ffcv.loader import Loader, OrderOption
-from ffcv.transforms import RandomHorizontalFlip, Squeeze, ToDevice, ToTensor, ToTorchImage
+
+from datasets.storage.ffcv_import import import_ffcv
+
+import_ffcv()  # before FFCV's own imports: skips ~4 s of numba compilation (see ffcv_import.py)
+
+from ffcv.fields.decoders import CenterCropRGBImageDecoder, IntDecoder, RandomResizedCropRGBImageDecoder  # noqa: E402
+from ffcv.loader import Loader, OrderOption  # noqa: E402
+from ffcv.transforms import NormalizeImage, RandomHorizontalFlip, Squeeze, ToDevice, ToTensor, ToTorchImage  # noqa: E402
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406]) * 255
 IMAGENET_STD = np.array([0.229, 0.224, 0.225]) * 255
 
 
 class Normalize(torch.nn.Module):
-    """uint8 NCHW -> float32 normalised with ImageNet's mean and std (on whatever device x is)."""
+    """uint8 NCHW -> float32 normalised with ImageNet's mean and std, on the GPU (after `ToDevice`)."""
 
     def __init__(self):
         super().__init__()
@@ -41,7 +47,7 @@ def make_loader(
 ):
     """An FFCV Loader yielding (float image batch NCHW normalised, int64 labels).
 
-    The pipeline is a list, as in FFCV's examples; the GPU variant differs by `ToDevice`.
+    The pipeline is a list, as in FFCV's examples; the GPU variant normalises after `ToDevice`.
     `crop_scale` selects the ImageNet training augmentation: a random resized crop of area
     fraction (crop_scale, 1) plus a horizontal flip (the reference recipe uses 0.08). Without it
     the image is centre-cropped with `crop_ratio` of its shorter side and resized: 0.875 for
@@ -54,12 +60,15 @@ def make_loader(
     else:
         image_pipeline = [CenterCropRGBImageDecoder(size, ratio=crop_ratio)]
     on_gpu = device != "cpu"
-    image_pipeline += [ToTensor()]
     if on_gpu:
-        image_pipeline += [ToDevice(torch.device(device), non_blocking=True)]
-    # A torch module, not FFCV's NormalizeImage: on the CPU that op is JIT-compiled, and FFCV 1.0.2
-    # loops forever grouping a jitted op that follows non-jitted ones (ToTensor, ToTorchImage).
-    image_pipeline += [ToTorchImage(), Normalize()]
+        # uint8 crosses to the GPU (4x fewer bytes than float32) and is normalised there
+        image_pipeline += [ToTensor(), ToDevice(torch.device(device), non_blocking=True), ToTorchImage(), Normalize()]
+    else:
+        # FFCV's jitted lookup-table normalisation, in the same parallel stage as decoding: a torch
+        # op on the finished batch cost more than decoding it (measured: benchmarks/loader_vs_torch.py).
+        # It must come before ToTensor: FFCV 1.0.2 loops forever grouping a jitted op that follows
+        # non-jitted ones.
+        image_pipeline += [NormalizeImage(IMAGENET_MEAN, IMAGENET_STD, np.float32), ToTensor(), ToTorchImage()]
     label_pipeline = [IntDecoder(), ToTensor(), Squeeze()]
     if on_gpu:
         label_pipeline += [ToDevice(torch.device(device), non_blocking=True)]
@@ -76,14 +85,47 @@ def make_loader(
     )
 
 
-@lru_cache(maxsize=16)
-def shared_loader(path: Path, batch_size: int, resolution: int, num_workers: int, train: bool, seed: int = 0,
-                  device: str = "cpu") -> Loader:
-    """`make_loader` over a whole file, kept for the life of the process.
+def retarget(loader: Loader, indices: np.ndarray | None, seed: int) -> Loader:
+    """Point a compiled loader at other rows of its file (and another shuffle seed), keeping its JIT.
 
-    FFCV JIT-compiles every new Loader (seconds each); Tune reuses a trial's process for the next
-    cell, and cells share the target's files, so each loader is compiled once per process.
-    Callers set `loader.next_epoch` before iterating, so a shared loader's order is the same as
-    a new one's.
+    FFCV's compiled pipeline depends on the file's fields and the pipeline, never on the rows read
+    or their order (`Loader.indices` only feeds the traversal order), so this is what a new
+    `Loader(indices=..., seed=...)` over the same file would be, minus seconds of numba compilation.
     """
-    return make_loader(path, batch_size, resolution, num_workers, train, seed=seed, device=device)
+    loader.indices = np.arange(loader.reader.num_samples, dtype="uint64") if indices is None else np.array(indices)
+    loader.seed = seed
+    loader.traversal_order = type(loader.traversal_order)(loader)
+    loader.next_epoch = 0
+    loader.first_traversal_order = loader.next_traversal_order()  # what len(loader) counts
+    return loader
+
+
+_POOL: OrderedDict[tuple, Loader] = OrderedDict()
+POOL_SIZE = 16
+
+
+def shared_loader(path: Path, batch_size: int, resolution: int, num_workers: int, train: bool, seed: int = 0,
+                  device: str = "cpu", indices: np.ndarray | None = None, crop_scale: float | None = None,
+                  crop_ratio: float = 1.0) -> Loader:
+    """`make_loader`, compiled once per process per (file, pipeline) and re-pointed at `indices` and `seed`.
+
+    FFCV JIT-compiles every new Loader (seconds each, more than a small cell's training). A trial
+    builds a loader per phase, split and subset, and Tune reuses a trial's process for the next
+    cell (`reuse_actors`): cells that read the same files (every cell's target; every subset of
+    one pre-training source) share one compiled loader per pipeline. Callers set
+    `loader.next_epoch` before iterating, so a shared loader's order is the same as a new one's.
+    One user at a time: a process trains one cell at a time.
+    """
+    stat = Path(path).stat()  # a file replaced under the same name is another file
+    key = (str(path), stat.st_ino, stat.st_mtime_ns, batch_size, resolution, num_workers, train, device, crop_scale,
+           crop_ratio)
+    loader = _POOL.pop(key, None)
+    if loader is None:
+        loader = make_loader(path, batch_size, resolution, num_workers, train, indices, seed, device, crop_scale,
+                             crop_ratio)
+    else:
+        retarget(loader, indices, seed)
+    _POOL[key] = loader
+    while len(_POOL) > POOL_SIZE:
+        _POOL.popitem(last=False)
+    return loader
