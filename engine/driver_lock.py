@@ -128,6 +128,8 @@ def take_lock(directory: Path) -> DriverLock:
         guard.acquire()
     except Timeout:
         info = _read(path) if path.exists() else None
+        if info and info.get("host") == this_host()["host"] and not same_process(info):
+            info = None  # the holder has not replaced a dead driver's record yet: never name that pid
         who = f"pid {info.get('pid')} on {info.get('host')}" if info else "a driver that is starting"
         raise DriverLockError(f"{directory}: another driver ({who}) is running this sweep ({guard_path(directory)} "
                               "is locked); wait for it or stop it, then re-run") from None

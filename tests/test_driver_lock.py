@@ -156,3 +156,22 @@ def test_fresh_moves_the_sweep_and_keeps_holding_the_lock(tmp_path):
     old = list(tmp_path.glob("sweep.old-*"))
     assert len(old) == 1 and (old[0] / "exp-000").is_dir() and not (old[0] / LOCK_NAME).exists()
     assert (tmp_path / "sweep").is_dir() and not (tmp_path / "sweep" / LOCK_NAME).exists()
+
+
+def test_refusal_never_names_a_stale_record(tmp_path):
+    """While the holder has not yet replaced a dead driver's record, a refused driver names no pid."""
+    from filelock import FileLock
+
+    from engine.driver_lock import guard_path
+
+    unrelated = sleeper()
+    try:
+        write_lock(tmp_path / "sweep", {**this_host(), "pid": unrelated.pid, "started": started(unrelated.pid) - 60,
+                                        "ray": []})
+        with FileLock(str(guard_path(tmp_path / "sweep"))):  # a driver that holds the lock, its record not written
+            with pytest.raises(DriverLockError) as err:
+                take_lock(tmp_path / "sweep")
+        assert "a driver that is starting" in str(err.value) and f"pid {unrelated.pid}" not in str(err.value)
+    finally:
+        unrelated.kill()
+        unrelated.wait()
