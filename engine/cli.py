@@ -20,7 +20,7 @@ import warnings
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from analysis.cli_parser import OneLineParser, at_least, number_at_least
 from engine.cli_help import (
@@ -34,6 +34,9 @@ from engine.cli_help import (
 )
 from engine.recipes import EMBEDDED_RECIPE, SMOKE_RECIPE
 from engine.spec import SweepSpec
+
+if TYPE_CHECKING:
+    from engine.runner import RunOptions
 
 __all__ = ["EMBEDDED_ARCHS", "EMBEDDED_RECIPE", "EMBEDDED_SEEDS", "REAL_ARCHS", "RECIPE_HELP", "SMOKE_RECIPE",
            "SweepParser", "apply_flags", "command_line", "embedded_help", "parser", "sweep_main"]
@@ -123,6 +126,14 @@ def parser(description: str, epilog: str | None = None, choices: SweepChoices | 
                    help="CPU cores per trial, a number > 0 (default 1)")
     p.add_argument("--gpus-per-trial", type=number_at_least(0), default=0.0, metavar="F",
                    help="GPUs per trial, a number >= 0; fractions share a GPU between trials (default 0)")
+    p.add_argument("--max-concurrent", type=at_least(1), metavar="N",
+                   help="run at most N cells at a time, an integer >= 1 (default: as many as the cluster's resources fit)")
+    p.add_argument("--max-failures", type=at_least(0), default=2, metavar="N",
+                   help="retry a cell that fails (an exception, a lost node) up to N times, each from its last epoch "
+                        "checkpoint (default 2)")
+    p.add_argument("--pretrain-wait", type=number_at_least(0, strict=True), default=24.0, metavar="HOURS",
+                   help="how long a cell waits for another cell that is pre-training the same model before it fails "
+                        "(default 24)")
     p.add_argument("--deterministic", action="store_true",
                    help="deterministic kernels; no cudnn.benchmark, TF32 or torch.compile (slower; recorded per cell)")
     p.add_argument("--compile", action="store_true", help="torch.compile every model (pays off on GPUs; recorded per cell)")
@@ -237,19 +248,20 @@ def _summary(directory: Path, status: dict[str, str], seconds: float, report: Pa
 
 def sweep_main(build: Callable[[argparse.Namespace], SweepSpec], description: str, argv=None,
                epilog: str | None = None, report_options: dict | None = None,
-               before_report: Callable[[Path, SweepSpec, "RunOptions"], None] | None = None) -> int:
+               before_report: Callable[[Path, SweepSpec, RunOptions], None] | None = None) -> int:
     """Entry point of a sweep script: `build(args)` returns the spec for the given flags.
 
     `report_options` are passed to the report (e.g. `{"metric": "acc"}` where the paper plots accuracy).
     `before_report(sweep directory, spec, run options)` runs after the cells, before the report: a
     sweep's own files for the analysis (e.g. `support_shift`'s features of a natural shift).
-    Exit status: 0 done, 2 a bad flag or input (one line), 130 interrupted (Ctrl-C; one line says
-    how to resume).
+    Exit status: 0 done, 1 some cells failed (after their retries; each is listed with its exception
+    and log), 2 a bad flag or input (one line), 130 interrupted (Ctrl-C; one line says how to resume).
     """
     from analysis.report import write_report
     from engine.runner import (
         RunOptions,
         SweepInterrupted,
+        cell_errors,
         cell_status,
         run_plan,
         sweep_dir,
@@ -268,7 +280,9 @@ def sweep_main(build: Callable[[argparse.Namespace], SweepSpec], description: st
         options = RunOptions(data_root=args.data_root, storage_path=args.storage_path, address=args.address,
                              cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
                              fresh=args.fresh, dry_run=args.dry_run, confirm_fresh=_confirm_fresh(args.yes),
-                             speed=Speed(deterministic=args.deterministic, compile=args.compile))
+                             speed=Speed(deterministic=args.deterministic, compile=args.compile),
+                             max_concurrent=args.max_concurrent, max_failures=args.max_failures,
+                             pretrain_wait_s=args.pretrain_wait * 3600)
         spec = apply_flags(build(args), args)
         plan = validate(spec, options)
         directory = run_plan(spec, plan, options)
@@ -308,4 +322,19 @@ def sweep_main(build: Callable[[argparse.Namespace], SweepSpec], description: st
             return 130
     status = cell_status(directory, plan.grid)
     print("\n" + _summary(directory, status, time.monotonic() - start, report, argv, spec.smoke))
+    failed = cell_errors(directory, plan.grid)
+    if failed:
+        print(_failures(failed, plan.grid, len(status)), file=sys.stderr)
+        return 1
     return 0
+
+
+def _failures(failed: dict[str, tuple[Path, str]], grid: list[dict], total: int) -> str:
+    """One line per failed cell: its name and id, the exception it ended with, and its log."""
+    from engine.spec import describe_cell
+
+    names = {c["cell_id"]: describe_cell(c) for c in grid}
+    lines = [f"failed: {len(failed)} of {total} cells ended with an error after their retries:"]
+    for cell, (trial_dir, exception) in failed.items():
+        lines.append(f"  {names[cell]} (cell {cell}): {exception}  log: {trial_dir / 'error.txt'}")
+    return "\n".join(lines)

@@ -21,9 +21,10 @@ from typing import Callable
 
 import numpy as np
 import torch
-from filelock import FileLock
+from filelock import FileLock, Timeout
 from torch import nn
 
+from datasets.storage.atomic import atomic_write
 from engine.archs import build_model, get_arch, head_classes
 from engine.inputs import SCHEMA, PretrainInputs
 from engine.loops import (
@@ -48,9 +49,10 @@ class RunContext:
 
     storage: str              # the storage root: holds `pretrained/` and the sweep directories
     data_root: str | None
-    cache_dir: str            # `.beton` cache (SWEEPS_CACHE)
+    cache_dir: str            # the driver's `.beton` cache: a trial's when its node sets no SWEEPS_CACHE
     git_sha: str
     weights: tuple[tuple[str, str], ...] = ()   # (sha256, path) of every given checkpoint
+    pretrain_wait_s: float = 24 * 3600          # how long to wait for another trial pre-training the same model
     speed: Speed = Speed()                      # cudnn.benchmark, torch.compile, --deterministic
 
 
@@ -84,9 +86,7 @@ OBJECTIVES: dict[str, Objective] = {
 
 
 def atomic_save(obj, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
 def maybe_fault(phase: str, epoch: int, marker_dir: Path) -> None:
@@ -115,18 +115,47 @@ def pretrain(inputs: PretrainInputs, context: RunContext, cpus: int, device: tor
     cache = cache_dir(context.storage, inputs)
     cache.mkdir(parents=True, exist_ok=True)
     model_file, meta_file = cache / "model.pt", cache / "meta.json"
-    with FileLock(str(cache / ".lock")):  # one trial trains it; the others wait, then reuse it
+    lock = FileLock(str(cache / ".lock"), timeout=context.pretrain_wait_s)
+    try:
+        lock.acquire()  # one trial trains it; the others wait, then reuse it
+    except Timeout:
+        raise PretrainWaitTimeout(
+            f"waited {context.pretrain_wait_s / 3600:.3g} h for {cache / '.lock'}, held by another trial pre-training "
+            f"the same model ({_holder(cache)}); if it is stuck, stop it, or re-run with a longer --pretrain-wait"
+        ) from None
+    try:
+        atomic_write(cache / ".holder.json", json.dumps(_me()))
         if not model_file.exists():
             if inputs.weights is not None:
                 _from_weights(inputs, cache, dict(context.weights))
             else:
                 _train(inputs, cache, context, cpus, device, report)
+    finally:
+        lock.release()
     return torch.load(model_file, map_location="cpu", weights_only=True), json.loads(meta_file.read_text())
+
+
+class PretrainWaitTimeout(RuntimeError):
+    """Another trial held a pre-trained model's lock for longer than `--pretrain-wait`; one line."""
+
+
+def _me() -> dict:
+    import socket
+
+    return {"host": socket.gethostname(), "pid": os.getpid()}
+
+
+def _holder(cache: Path) -> str:
+    try:
+        who = json.loads((cache / ".holder.json").read_text())
+        return f"pid {who['pid']} on {who['host']}"
+    except (OSError, ValueError, KeyError):
+        return "holder unknown"
 
 
 def _finish(cache: Path, inputs: PretrainInputs, classifier: nn.Module, meta: dict) -> None:
     meta = {"schema": SCHEMA, "pretrain_id": inputs.key, "inputs": asdict(inputs), **meta}
-    (cache / "meta.json").write_text(json.dumps(meta, indent=1, default=str))
+    atomic_write(cache / "meta.json", json.dumps(meta, indent=1, default=str))
     atomic_save({k: v.detach().cpu() for k, v in classifier.state_dict().items()}, cache / "model.pt")
 
 

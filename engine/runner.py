@@ -23,11 +23,11 @@ from typing import TYPE_CHECKING, Callable, Iterator
 
 from engine.archs import check_arch
 from engine.cost import SOURCE_NOTE, estimate
+from engine.driver_lock import LOCK_NAME, DriverLock, DriverLockError, record_ray_pids, take_lock
 from engine.speed import Speed
-from engine.driver_lock import DriverLockError, record_ray_pids, take_lock
 from engine.interrupt import SweepInterrupted
 from engine.spec import SweepSpec, cells, describe_cell
-from engine.sweep_dir import cell_status, configs_in, experiments, report_other_schemas
+from engine.sweep_dir import cell_errors, cell_status, configs_in, experiments, report_other_schemas
 
 if TYPE_CHECKING:
     from datasets import Source
@@ -46,7 +46,7 @@ TUNE_ENV = {"TUNE_GLOBAL_CHECKPOINT_S": "0", "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHE
 # the job's environment anyway).
 DRIVER_ENV = {"RAY_AIR_NEW_OUTPUT": "0", "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1", "RAY_OVERRIDE_JOB_RUNTIME_ENV": "1"}
 
-__all__ = ["DriverLockError", "RunOptions", "SweepError", "SweepInterrupted", "cell_status", "report_other_schemas",
+__all__ = ["DriverLockError", "RunOptions", "SweepError", "SweepInterrupted", "cell_errors", "cell_status", "report_other_schemas",
            "run_plan", "run_sweep", "sweep_dir", "validate"]
 
 
@@ -63,7 +63,9 @@ class RunOptions:
     gpus_per_trial: float = 0
     fresh: bool = False
     dry_run: bool = False
-    max_failures: int = 2
+    max_failures: int = 2       # retries of a failed trial, each from its last epoch checkpoint (Tune FailureConfig)
+    max_concurrent: int | None = None   # at most this many trials at once (None: as many as resources fit)
+    pretrain_wait_s: float = 24 * 3600  # a cell waiting for another's pre-training of the same model gives up after this
     verbose: int = 1            # 0: silent; 1: the cell table; 2: also the trials' own output
     # Called as confirm_fresh(directory, what it holds) before --fresh moves an existing sweep aside;
     # raises to refuse. None: move it (the caller already decided).
@@ -249,22 +251,23 @@ def run_plan(spec: SweepSpec, plan: Plan, options: RunOptions) -> Path:
         return sweep_dir(spec, options)
 
     directory = sweep_dir(spec, options)
-    if options.fresh and directory.exists() and any(directory.iterdir()):
-        if options.confirm_fresh is not None:
-            options.confirm_fresh(directory, _holds(directory))
-        old = directory.with_name(f"{directory.name}.old-{time.strftime('%Y%m%d-%H%M%S')}")
-        directory.rename(old)
-        print(f"--fresh: moved the previous sweep to {old}")
-    directory.mkdir(parents=True, exist_ok=True)
-    lock = take_lock(directory)
+    lock = take_lock(directory)  # before --fresh moves anything: a running driver keeps its directory
     try:
+        if options.fresh and any(p.name != LOCK_NAME for p in directory.iterdir()):
+            if options.confirm_fresh is not None:
+                options.confirm_fresh(directory, _holds(directory))
+            old = directory.with_name(f"{directory.name}.old-{time.strftime('%Y%m%d-%H%M%S')}")
+            directory.rename(old)
+            directory.mkdir()
+            lock.moved_aside(old)
+            print(f"--fresh: moved the previous sweep to {old}")
         status = cell_status(directory, plan.grid)
         if all(s == "finished" for s in status.values()):
             print(f"all {len(status)} cells already finished in {directory}; nothing to run")
             return directory
         return _run(spec, plan, options, directory, lock)
     finally:
-        lock.unlink(missing_ok=True)
+        lock.release()
 
 
 @contextlib.contextmanager
@@ -317,14 +320,14 @@ def _fit(tuner, watch) -> None:
         raise SweepInterrupted()
 
 
-def _run(spec: SweepSpec, plan: Plan, options: RunOptions, directory: Path, lock: Path) -> Path:
+def _run(spec: SweepSpec, plan: Plan, options: RunOptions, directory: Path, lock: DriverLock) -> Path:
     for key, value in TUNE_ENV.items():
         os.environ.setdefault(key, value)
     with _environ(DRIVER_ENV):
         return _run_tune(spec, plan, options, directory, lock)
 
 
-def _run_tune(spec: SweepSpec, plan: Plan, options: RunOptions, directory: Path, lock: Path) -> Path:
+def _run_tune(spec: SweepSpec, plan: Plan, options: RunOptions, directory: Path, lock: DriverLock) -> Path:
     import ray
     from ray import tune
     from ray.job_config import JobConfig
@@ -350,12 +353,14 @@ def _run_tune(spec: SweepSpec, plan: Plan, options: RunOptions, directory: Path,
     stale = report_other_schemas(directory, storage_root(options))
     context = RunContext(storage=str(storage_root(options)), data_root=options.data_root,
                          cache_dir=str(cache_root()), git_sha=git_sha(),
-                         weights=tuple((w.sha256, w.path) for w in spec.weights), speed=options.speed)
+                         weights=tuple((w.sha256, w.path) for w in spec.weights), speed=options.speed,
+                         pretrain_wait_s=options.pretrain_wait_s)
     trainable = tune.with_resources(tune.with_parameters(train_cell, context=context),
                                     {"cpu": options.cpus_per_trial, "gpu": options.gpus_per_trial})
     ray_context = ray.init(
         address=options.address, include_dashboard=True, dashboard_host="127.0.0.1",
-        runtime_env={"env_vars": {**TUNE_ENV, "SWEEPS_CACHE": context.cache_dir,
+        # SWEEPS_CACHE is not forced on the workers: a node started with its own keeps it (trainable)
+        runtime_env={"env_vars": {**TUNE_ENV,
                                   FAULT_ENV: os.environ.get(FAULT_ENV, "")}},
         # the dashboard's Jobs page names the job by this (a `ray job submit` gives its own metadata)
         job_config=JobConfig(metadata={"job_name": directory.name}),
@@ -372,6 +377,7 @@ def _run_tune(spec: SweepSpec, plan: Plan, options: RunOptions, directory: Path,
             # the callbacks and the table must be this run's (experiments older than them have none).
             run_config.callbacks, watch = _callbacks(directory)
             run_config.progress_reporter, run_config.verbose = table, min(options.verbose, 1)
+            run_config.failure_config = tune.FailureConfig(max_failures=options.max_failures)
             table.watch = watch  # after Ctrl-C the table says "stopped", not "running"
             return watch
 
@@ -406,15 +412,17 @@ def _run_tune(spec: SweepSpec, plan: Plan, options: RunOptions, directory: Path,
             table.title = f"{directory.name}/{name}"
             run_config = tune.RunConfig(
                 name=name, storage_path=str(directory),
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-                failure_config=tune.FailureConfig(max_failures=options.max_failures))
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=1))
             watch = this_run(run_config)
             tuner = tune.Tuner(
                 trainable,
                 # Each cell is a preset point; the placeholders make every key a known search key.
                 param_space={key: None for key in todo[0]},
                 tune_config=tune.TuneConfig(
-                    search_alg=BasicVariantGenerator(points_to_evaluate=todo),
+                    # --max-concurrent: the generator holds back new trials (Tune ignores TuneConfig's
+                    # max_concurrent_trials for a search_alg of this kind). A restored experiment keeps
+                    # the limit it was started with (it is part of the generator's saved state).
+                    search_alg=BasicVariantGenerator(points_to_evaluate=todo, max_concurrent=options.max_concurrent or 0),
                     num_samples=len(todo),
                     # A finished trial's process serves the next one: no new interpreter, imports
                     # and FFCV/numba compilation per cell (every trial seeds and sizes itself).

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from engine.inputs import SCHEMA
 
-__all__ = ["cell_status", "configs_in", "experiments", "finetune_epochs", "report_other_schemas", "trial_states"]
+__all__ = ["cell_errors", "cell_status", "configs_in", "experiments", "finetune_epochs", "report_other_schemas", "trial_states"]
 
 
 def experiments(directory: Path) -> list[Path]:
@@ -53,16 +53,7 @@ def cell_status(directory: Path, grid: list[dict]) -> dict[str, str]:
     """Per cell id of `grid`, read from `directory`: "finished" (Tune's snapshot says so and its
     result.json holds every fine-tuning epoch), "errored" (the snapshot says so) or "unfinished"
     (never started, stopped, or rows missing: a run must restore it)."""
-    seen: dict[str, list[tuple[str, Path]]] = {}
-    for experiment in experiments(directory):
-        try:
-            states = trial_states(experiment)
-        except (OSError, ValueError, KeyError):
-            continue
-        for state in states:
-            cell = state["config"].get("cell_id")
-            trial_dir = experiment / state.get("relative_logdir", f"cell-{cell}")
-            seen.setdefault(cell, []).append((state.get("status"), trial_dir))
+    seen = _trials_by_cell(directory)
     out = {}
     for cell in grid:
         trials = seen.get(cell["cell_id"], [])
@@ -73,6 +64,41 @@ def cell_status(directory: Path, grid: list[dict]) -> dict[str, str]:
             out[cell["cell_id"]] = "errored"
         else:
             out[cell["cell_id"]] = "unfinished"
+    return out
+
+
+def _trials_by_cell(directory: Path) -> dict[str, list[tuple[str, Path]]]:
+    seen: dict[str, list[tuple[str, Path]]] = {}
+    for experiment in experiments(directory):
+        try:
+            states = trial_states(experiment)
+        except (OSError, ValueError, KeyError):
+            continue
+        for state in states:
+            cell = state["config"].get("cell_id")
+            trial_dir = experiment / state.get("relative_logdir", f"cell-{cell}")
+            seen.setdefault(cell, []).append((state.get("status"), trial_dir))
+    return seen
+
+
+def last_error(trial_dir: Path) -> str:
+    """The exception a trial ended with: the last line of Tune's `error.txt` in its directory."""
+    try:
+        lines = [line.strip() for line in (trial_dir / "error.txt").read_text().splitlines() if line.strip()]
+    except OSError:
+        return "(no error.txt)"
+    return lines[-1] if lines else "(empty error.txt)"
+
+
+def cell_errors(directory: Path, grid: list[dict]) -> dict[str, tuple[Path, str]]:
+    """Per errored cell id of `grid` (as `cell_status` says): its trial directory and the exception it ended with."""
+    status = cell_status(directory, grid)
+    seen = _trials_by_cell(directory)
+    out = {}
+    for cell, state in status.items():
+        if state == "errored":
+            trial_dir = next(d for s, d in reversed(seen[cell]) if s == "ERROR")
+            out[cell] = (trial_dir, last_error(trial_dir))
     return out
 
 

@@ -68,13 +68,28 @@ def _read_record(checkpoint) -> dict:
         return json.loads(f.read())
 
 
-def _resume_point() -> tuple[dict | None, dict | None]:
+class CorruptCheckpoint(RuntimeError):
+    """The checkpoint Tune restores a cell from cannot be read; one line naming the cell and the path."""
+
+
+def _load(checkpoint) -> tuple[dict, dict]:
+    with checkpoint.as_directory() as directory:
+        state = torch.load(Path(directory) / "state.pt", map_location="cpu", weights_only=True)
+        record = json.loads((Path(directory) / "cell.json").read_text())
+    if state["epoch"] != len(record["history"]):
+        raise ValueError(f"state.pt holds epoch {state['epoch']} but cell.json {len(record['history'])} epochs")
+    return state, record
+
+
+def _resume_point(cell: str) -> tuple[dict | None, dict | None]:
     """(state, record) of this trial's newest complete fine-tuning checkpoint, or (None, None).
 
     Tune restores a trial from the checkpoint its last experiment snapshot knew. A driver killed
     between a report and the next snapshot leaves a newer checkpoint in the trial directory that
     Tune does not know: taking it means that epoch is not trained again (and a finished cell is
-    not re-run). A checkpoint cut short by the kill fails to load and is skipped.
+    not re-run). Such a newer checkpoint cut short by the kill fails to load and is skipped. The
+    checkpoint Tune knows was complete when it was reported: when it cannot be read and nothing
+    newer can, the cell stops with `CorruptCheckpoint` rather than train its epochs a second time.
     """
     import pyarrow.fs
 
@@ -85,24 +100,29 @@ def _resume_point() -> tuple[dict | None, dict | None]:
         infos = storage.storage_filesystem.get_file_info(
             pyarrow.fs.FileSelector(storage.trial_fs_path, allow_not_found=True))
         candidates += [tune.Checkpoint(i.path, storage.storage_filesystem) for i in infos
-                       if i.type == pyarrow.fs.FileType.Directory and i.base_name.startswith("checkpoint_")]
+                       if i.type == pyarrow.fs.FileType.Directory and i.base_name.startswith("checkpoint_")
+                       and (known is None or i.path != known.path)]
     except Exception:  # noqa: BLE001 - outside a Tune session: Tune's own view is all there is
         pass
     ranked = []
     for checkpoint in candidates:
         try:
             ranked.append((len(_read_record(checkpoint)["history"]), checkpoint))
-        except Exception:  # noqa: BLE001 - half-written when its run was killed
+        except Exception:  # noqa: BLE001 - half-written when its run was killed; the known one is checked below
             continue
-    for epochs, checkpoint in sorted(ranked, key=lambda r: -r[0]):
+    for _, checkpoint in sorted(ranked, key=lambda r: -r[0]):
         try:
-            with checkpoint.as_directory() as directory:
-                state = torch.load(Path(directory) / "state.pt", map_location="cpu", weights_only=True)
-                record = json.loads((Path(directory) / "cell.json").read_text())
+            return _load(checkpoint)
         except Exception:  # noqa: BLE001
             continue
-        if state["epoch"] == epochs:
-            return state, record
+    if known is not None:
+        try:
+            _load(known)
+        except Exception as error:  # noqa: BLE001 - any reason it cannot be read: say which and where
+            why = f"{type(error).__name__}: {error}".replace("\n", " ")
+            raise CorruptCheckpoint(f"cell {cell}: its checkpoint {known.path} cannot be read ({why}); its epochs "
+                                    "are not trained a second time: re-run with --fresh to start the sweep over (the "
+                                    "finished cells stay in <sweep>.old-*)") from None
     return None, None
 
 
@@ -136,9 +156,11 @@ def _pretrained_model(inputs: FinetuneInputs, context: RunContext, cpus: int, de
 
 def train_cell(config: dict, context: RunContext) -> None:
     """Tune function trainable for one cell."""
-    os.environ["SWEEPS_CACHE"] = context.cache_dir
+    # A node's own SWEEPS_CACHE (set where its Ray was started) wins: each node keeps its `.beton` files
+    # on its own disk, built once per node under a file lock (datasets.storage.beton.ensure_beton).
+    os.environ.setdefault("SWEEPS_CACHE", context.cache_dir)
     inputs = FinetuneInputs.from_config(config)
-    state, saved_record = _resume_point()
+    state, saved_record = _resume_point(config["cell_id"])
     if saved_record is not None:
         _report_missing_rows(saved_record["history"])
         if state["epoch"] >= inputs.epochs:

@@ -24,13 +24,20 @@ def isolated_cache(tmp_path_factory) -> Path:
         os.environ["SWEEPS_CACHE"] = old
 
 
+def this_checkout_env(env: dict | None = None) -> dict:
+    """os.environ plus `env`, with this checkout first on PYTHONPATH: a script in `sweeps/` (and the Ray
+    workers its driver starts) imports this tree's packages, not those of another checkout that the
+    venv's editable install may point at."""
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
+    return {**os.environ, "PYTHONPATH": path, **(env or {})}
+
+
 def run_sweep_script(script: str, *args: str, env: dict | None = None, timeout: float = 600,
                      **popen) -> subprocess.CompletedProcess:
     """Run `sweeps/<script>` in a fresh interpreter, as a user would, importing this checkout's packages
     (an editable install may point at another checkout of the project)."""
-    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
     return subprocess.run([sys.executable, str(ROOT / "sweeps" / script), *args], cwd=ROOT,
-                          env={**os.environ, "PYTHONPATH": path, **(env or {})}, capture_output=True, text=True,
+                          env=this_checkout_env(env), capture_output=True, text=True,
                           timeout=timeout, **popen)
 
 

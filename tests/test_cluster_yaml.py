@@ -58,10 +58,10 @@ def test_cpu_head_without_gpus(prepared: dict[str, Any]) -> None:
     head_type = prepared["head_node_type"]
     head = prepared["available_node_types"][head_type]
     assert head["resources"].get("GPU", 0) == 0 and "GPU" in head["resources"]  # explicit, not autodetected
-    assert head["resources"].get("CPU", 0) > 0
+    assert head["resources"].get("CPU") == 0  # no trial runs on the head
     assert head["max_workers"] == 0
     start = " ".join(prepared["head_start_ray_commands"])
-    assert "--num-gpus=0" in start
+    assert "--num-gpus=0" in start and "--num-cpus=0" in start
 
 
 def test_gpu_workers_autoscale(prepared: dict[str, Any]) -> None:
@@ -75,6 +75,7 @@ def test_gpu_workers_autoscale(prepared: dict[str, Any]) -> None:
         assert t["min_workers"] == 0, name  # nothing runs (or costs) until trials wait
         assert 0 < t["max_workers"] <= prepared["max_workers"], name
         assert t["node_config"]["InstanceType"]
+        assert t["node_config"]["InstanceMarketOptions"]["MarketType"] == "spot", name
 
 
 def test_dashboard_only_on_localhost(raw: dict[str, Any], prepared: dict[str, Any]) -> None:
@@ -127,3 +128,22 @@ def test_no_credentials_in_file() -> None:
                     r"(?i)ssh_private_key\s*:", r"(?i)password", r"(?i)token\s*:"):
         assert not re.search(pattern, text), pattern
     assert "KeyName" not in yaml.safe_load(text)["available_node_types"]["head.cpu"]["node_config"]
+
+
+def test_kuberay_sample_matches_the_cluster_shape() -> None:
+    job = yaml.safe_load((REPO / "deploy" / "rayjob.yaml").read_text())
+    assert job["apiVersion"] == "ray.io/v1" and job["kind"] == "RayJob"
+    cluster = job["spec"]["rayClusterSpec"]
+    assert cluster["enableInTreeAutoscaling"] is True
+    head = cluster["headGroupSpec"]["rayStartParams"]
+    assert head["num-cpus"] == "0" and head["num-gpus"] == "0" and head["dashboard-host"] == "127.0.0.1"
+    (gpu,) = cluster["workerGroupSpecs"]
+    assert gpu["minReplicas"] == 0 < gpu["maxReplicas"]
+    container = gpu["template"]["spec"]["containers"][0]
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert "--address auto" in job["spec"]["entrypoint"] and "--gpus-per-trial 1" in job["spec"]["entrypoint"]
+    assert not re.search(r"(?i)aws_secret|password|token\s*:", (REPO / "deploy" / "rayjob.yaml").read_text())
+    dockerfile = (REPO / "deploy" / "Dockerfile").read_text()
+    m = re.search(r"^SYSTEM_PACKAGES\s*:?=\s*(.+)$", (REPO / "Makefile").read_text(), re.M)
+    assert all(pkg in dockerfile.split() for pkg in m.group(1).split())
+    assert "pip install -q -e ." in dockerfile and "install-wordnet" in dockerfile

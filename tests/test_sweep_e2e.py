@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from analysis.ingest import load_experiments, load_trials
-from conftest import ROOT, run_sweep_script
+from conftest import ROOT, run_sweep_script, this_checkout_env
 
 pytestmark = pytest.mark.slow
 SMOKE_CELLS, SMOKE_EPOCHS = 4, 2  # scratch, full and two quantities of one architecture
@@ -60,7 +60,7 @@ def test_resume_after_sigkill_of_the_driver(tmp_path):
     cmd = [sys.executable, str(ROOT / "sweeps" / "data_quantity.py"), "--smoke", "--no-report",
            "--storage-path", str(tmp_path)]
     log = open(tmp_path / "first.log", "w")
-    driver = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    driver = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=this_checkout_env())
     deadline = time.monotonic() + 400
     # Kill once some cell has fine-tuned an epoch: mid-run, with work in both phases.
     while time.monotonic() < deadline and driver.poll() is None:

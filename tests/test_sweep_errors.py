@@ -1,8 +1,6 @@
 """Bad inputs get a one-line error before any Ray process starts."""
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from conftest import run_sweep_script
@@ -17,13 +15,11 @@ from engine.spec import SweepSpec
     (["--data-root", "/nonexistent/data"], "--data-root /nonexistent/data: no such directory"),
 ])
 def test_sweep_script_bad_input(tmp_path, args, message):
-    start = time.monotonic()
     out = run_sweep_script("data_quantity.py", "--storage-path", str(tmp_path), *args, timeout=120)
     assert out.returncode == 2
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], out.stderr
     assert "Ray" not in out.stdout and not list(tmp_path.iterdir())  # nothing started, nothing written
-    assert time.monotonic() - start < 60
 
 
 def test_missing_real_dataset_says_what_to_download(tmp_path):

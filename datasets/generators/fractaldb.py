@@ -34,7 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
-from datasets.storage.beton import cache_root, cached_pickle
+from datasets.storage.beton import cache_root
+from datasets.storage.cache_files import cached
 from datasets.generators.render import stable_seed
 from datasets.sources import SourceError, register_source
 from datasets.generators.synthetic import GeneratedSource
@@ -186,8 +187,8 @@ class FractalDB(GeneratedSource):
             return self.__dict__["_systems"]
         o = self.options
         key = hashlib.sha256(repr((o["seed"], self.num_classes, o["filling_rate"])).encode()).hexdigest()[:16]
-        systems = cached_pickle(cache_root() / "fractaldb" / f"systems-{key}.pkl",
-                                lambda: search_systems(o["seed"], self.num_classes, o["filling_rate"], num_workers))
+        systems = cached(cache_root() / "fractaldb" / f"systems-{key}.npz", self.generator_version,
+                         lambda: search_systems(o["seed"], self.num_classes, o["filling_rate"], num_workers))
         self.__dict__["_systems"] = systems
         return systems
 

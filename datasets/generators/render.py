@@ -15,6 +15,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+# Bump when the drawing below changes: every generated source's cache key includes it.
+RENDER_VERSION = 1
+
 SHAPES = ("ellipse", "box", "diamond", "triangle", "cross", "ring")
 TEXTURES = ("plain", "stripes", "spots", "checks", "gradient")
 

@@ -10,14 +10,25 @@
 """
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
 from datasets.storage.beton import ensure_beton
-from datasets.generators.render import class_traits, clutter_background, draw_object, hsv_to_rgb, stable_seed, to_uint8
+from datasets.generators.render import (
+    RENDER_VERSION,
+    class_traits,
+    clutter_background,
+    draw_object,
+    hsv_to_rgb,
+    stable_seed,
+    to_uint8,
+)
 from datasets.sources import WILDS_EVAL_SPLITS, Source, SourceError, register_source
 
 
@@ -25,6 +36,17 @@ from datasets.sources import WILDS_EVAL_SPLITS, Source, SourceError, register_so
 @dataclass
 class GeneratedSource(Source):
     """A source whose images are rendered on demand from a per-split plan."""
+
+    # Bump when what this generator draws changes (and `RENDER_VERSION` when the shared renderer
+    # does): both are part of the cache key of its `.beton` files and cached data, so files drawn by
+    # an older generator are rebuilt, never reused.
+    generator_version: ClassVar[int] = 1
+
+    def content_hash(self, split: str) -> str:
+        generator = {"generator": type(self).__name__, "version": self.generator_version, "render": RENDER_VERSION}
+        blob = json.dumps({"source": self.name, "split": split, "options": self.options, **generator}, sort_keys=True,
+                          default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()
 
     def plan(self, split: str) -> dict[str, np.ndarray]:
         """Per-example arrays (at least 'label') that fully determine the split's images."""

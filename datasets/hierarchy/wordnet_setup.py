@@ -16,7 +16,6 @@ import os
 import re
 import shutil
 import sys
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -110,14 +109,9 @@ def _copy_atomic(src: Path, dst: Path) -> None:
     A copy, not a symlink: nltk 3.10 (pathsec) resolves symlinks and refuses files that
     resolve outside the corpus root, so links to /usr/share/wordnet would not load.
     """
-    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
-    os.close(fd)
-    try:
-        shutil.copy2(src, tmp)
-        os.replace(tmp, dst)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    from datasets.storage.atomic import atomic_write
+
+    atomic_write(dst, lambda tmp: shutil.copy2(src, tmp))
 
 
 def system_wordnet_problem(source: str | os.PathLike[str] | None = None) -> str | None:
@@ -168,10 +162,9 @@ def install_wordnet(nltk_data: str | os.PathLike[str], source: str | os.PathLike
     lexnames = package_data("lexnames").read_bytes()
     d = dest / "lexnames"
     if d.is_symlink() or not d.is_file() or d.read_bytes() != lexnames:
-        fd, tmp = tempfile.mkstemp(prefix=".lexnames.", suffix=".tmp", dir=dest)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(lexnames)
-        os.replace(tmp, d)
+        from datasets.storage.atomic import atomic_write
+
+        atomic_write(d, lexnames)
         written.append("lexnames")
     return written
 

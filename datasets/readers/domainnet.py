@@ -66,7 +66,7 @@ def domainnet(data_root=None, domains: tuple[str, ...] | list[str] | None = None
                 files, labels = read_split_file(root / f"{d}_{s}.txt")
                 for f, y in zip(files, labels):
                     names.setdefault(y, f.split("/")[1] if f.count("/") >= 2 else f"class{y}")
-                per[d, s] = Scan(files, np.asarray(labels, dtype=np.int64), file_sizes(root, files),
+                per[d, s] = Scan(files, np.asarray(labels, dtype=np.int64), file_sizes(root, files, root / f"{d}_{s}.txt"),
                                  np.array([d] * len(files), dtype=object))
         num_classes = max(names) + 1
         return {"classes": [names.get(y, f"class{y}") for y in range(num_classes)], "per": per}

@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import posixpath
 import sys
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -36,7 +37,9 @@ from typing import Callable
 
 import numpy as np
 
-from datasets.storage.beton import beton_path, cache_root, cached_pickle, ensure_beton, write_atomic
+from datasets.storage.atomic import atomic_write
+from datasets.storage.beton import beton_path, cache_root, ensure_beton
+from datasets.storage.cache_files import cached
 from datasets.sources import Source, SourceError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
@@ -72,13 +75,22 @@ def cached_scan(name: str, key_paths: list[Path], build: Callable[[], dict]) -> 
     key = hashlib.sha256(json.dumps([SCAN_VERSION, name, stats]).encode()).hexdigest()[:20]
     if key in _SCANS:
         return _SCANS[key]
-    result = cached_pickle(cache_root() / "scans" / f"{name}-{key}.pkl", build)
+    result = cached(cache_root() / "scans" / f"{name}-{key}.npz", SCAN_VERSION, build, types=(Scan,))
     _SCANS[key] = result
     return result
 
 
-def file_sizes(root: Path, files: list[str]) -> np.ndarray:
-    """Size of each file in bytes, -1 where it is missing (counted as unreadable later, not fatal)."""
+def file_sizes(root: Path, files: list[str], index: Path | None = None) -> np.ndarray:
+    """Size of each file in bytes, -1 where it is missing (counted as unreadable later, not fatal).
+
+    Every path must lie inside `root`: an index (`index`) naming an absolute path or one that climbs
+    out with `..` is refused, never read.
+    """
+    for f in files:
+        normal = posixpath.normpath(f.replace("\\", "/"))
+        if posixpath.isabs(normal) or normal == ".." or normal.startswith("../"):
+            raise SourceError(f"{index or root}: lists {f!r}, which is outside the dataset folder {root}; refused "
+                              "(fix or re-download the index)")
     sizes = np.empty(len(files), dtype=np.int64)
     for i, f in enumerate(files):
         try:
@@ -136,14 +148,16 @@ def _check_job(path: str) -> str:
 class ImageFiles:
     """The kept images of a split as (uint8 HxWx3, label), as FFCV's writer wants.
 
-    An image that fails here although it passed the check (changed on disk since) becomes a black
-    8x8 image rather than an exception: FFCV's writer waits forever for a worker that died, and a
-    dropped row would break `labels()`.
+    An image that fails here although it passed the check (changed on disk since) cannot be
+    dropped on the spot: FFCV's writer waits forever for a worker that raised, and a missing row
+    would break `labels()`. Its path is appended to `failures` and a placeholder fills its row;
+    the caller then discards the whole file (`UnreadableSinceCheck`), never renaming it into place.
     """
 
-    def __init__(self, root: Path, files: list[str], labels: np.ndarray, max_resolution: int, square: bool = False):
+    def __init__(self, root: Path, files: list[str], labels: np.ndarray, max_resolution: int, square: bool = False,
+                 failures: Path | None = None):
         self.root, self.files, self.labels, self.max_resolution = root, files, labels, max_resolution
-        self.square = square
+        self.square, self.failures = square, failures
 
     def __len__(self) -> int:
         return len(self.files)
@@ -158,11 +172,16 @@ class ImageFiles:
                 if self.square:  # the whole frame squeezed to a square, as WILDS' Resize((448, 448))
                     img = img.resize((self.max_resolution, self.max_resolution), Image.BILINEAR)
                 image = np.asarray(img)
-        except Exception as error:  # noqa: BLE001
-            print(f"warning: {self.files[i]} became unreadable after the check ({error}); written black",
-                  file=sys.stderr)
-            image = np.zeros((8, 8, 3), dtype=np.uint8)
+        except Exception as error:  # noqa: BLE001 - PIL raises many kinds for bad files; all mean "skip"
+            reason = f"{type(error).__name__}: {error}".replace("\n", " ").replace("\t", " ")
+            with open(self.failures, "a") as f:  # one short O_APPEND write per line: workers do not interleave
+                f.write(f"{self.files[i]}\t{reason} (after the check)\n")
+            image = np.zeros((8, 8, 3), dtype=np.uint8)  # placeholder in a file that is then discarded
         return image, int(self.labels[i])
+
+
+class UnreadableSinceCheck(Exception):
+    """Images that failed during conversion although they passed the check: the file is discarded."""
 
 
 @dataclass
@@ -209,7 +228,12 @@ class ImageFileSource(Source):
         if not log.exists() and self.unchecked:
             return np.arange(len(scan.files))  # not cached: a later real call still checks
         if not log.exists():
-            self._check(split, log, num_workers or min(8, os.cpu_count() or 1))
+            from filelock import FileLock
+
+            log.parent.mkdir(parents=True, exist_ok=True)
+            with FileLock(str(log) + ".lock"):  # trials of one node (one cache) check a split once
+                if not log.exists():
+                    self._check(split, log, num_workers or min(8, os.cpu_count() or 1))
         skipped = {line.split("\t", 1)[0] for line in log.read_text().splitlines() if line and not line.startswith("#")}
         keep = np.array([f not in skipped for f in scan.files], dtype=bool)
         cached[split] = np.flatnonzero(keep)
@@ -244,7 +268,7 @@ class ImageFileSource(Source):
             reasons = [check_image(job) for job in tqdm(jobs, desc=desc, unit="img")]
         bad = [(f, r) for f, r in zip(scan.files, reasons) if r]
         # the log's existence marks a finished check, so it is written atomically: never a partial one
-        write_atomic(log, (f"# {len(bad)} of {len(jobs)} images of {self.name}/{split} under {self.root} are "
+        atomic_write(log, (f"# {len(bad)} of {len(jobs)} images of {self.name}/{split} under {self.root} are "
                            "unreadable and skipped (path, reason)\n" + "".join(f"{f}\t{r}\n" for f, r in bad)).encode())
         if bad:
             print(f"{self.name}/{split}: skipped {len(bad)} unreadable images, listed in {log}", file=sys.stderr)
@@ -295,6 +319,20 @@ class ImageFileSource(Source):
         return ImageFiles(self.root, [scan.files[i] for i in rows], scan.labels[rows], resolution, self.square)
 
     def _write(self, split: str, resolution: int, path: Path, num_workers: int) -> None:
+        # An image that fails while converting is added to the skipped log and the file is written again
+        # without it; each round skips at least one more image, so this ends.
+        while True:
+            failures = path.with_name(f".{path.name}.failed-{os.getpid()}")
+            failures.unlink(missing_ok=True)
+            try:
+                self._convert(split, resolution, path, num_workers, failures)
+                return
+            except UnreadableSinceCheck:
+                self._skip_more(split, failures.read_text())
+            finally:
+                failures.unlink(missing_ok=True)
+
+    def _convert(self, split: str, resolution: int, path: Path, num_workers: int, failures: Path) -> None:
         rows = self.kept(split, num_workers)
         scan = self.scans[split]
         files = [scan.files[i] for i in rows]
@@ -303,8 +341,26 @@ class ImageFileSource(Source):
         estimate = min(total, len(rows) * resolution**2 // 3) + len(rows) * 256
         print(f"converting {self.name}/{split}: {len(rows)} images ({self.num_skipped(split)} skipped), "
               f"{f'{resolution}x{resolution} px' if self.square else f'longer side <= {resolution} px'} -> {path}", file=sys.stderr)
-        ensure_beton(path, lambda: ImageFiles(self.root, files, scan.labels[rows], resolution, self.square), estimate,
-                     max_resolution=resolution, num_workers=num_workers, write_mode="jpg", jpeg_quality=90)
+
+        def complete() -> None:
+            if failures.exists() and failures.stat().st_size:
+                raise UnreadableSinceCheck()
+
+        ensure_beton(path, lambda: ImageFiles(self.root, files, scan.labels[rows], resolution, self.square, failures),
+                     estimate, max_resolution=resolution, num_workers=num_workers, write_mode="jpg", jpeg_quality=90,
+                     check=complete)
+
+    def _skip_more(self, split: str, failed: str) -> None:
+        """Add images that failed during conversion to the split's skipped log (and forget the kept rows)."""
+        log = self.skipped_log(split)
+        lines = [line for line in log.read_text().splitlines() if line and not line.startswith("#")]
+        lines += [line for line in failed.splitlines() if line]
+        total = len(self.scans[split].files)
+        atomic_write(log, f"# {len(lines)} of {total} images of {self.name}/{split} under {self.root} are unreadable and "
+                          "skipped (path, reason)\n" + "".join(f"{line}\n" for line in lines))
+        self.__dict__.get("_kept", {}).pop(split, None)
+        print(f"{self.name}/{split}: {len(failed.splitlines())} images became unreadable since the check; skipped "
+              f"(listed in {log}), converting again without them", file=sys.stderr)
 
     def describe(self) -> dict:
         out = super().describe()

@@ -58,7 +58,7 @@ def inat2017(data_root=None, max_resolution: int | None = None) -> ImageFileSour
                 raise SourceError(f"{root / (split + '2017.json')}: category_id {unknown[0]} of an annotation is not in "
                                   "'categories'; re-download the json")
             labels = np.array([label_of[t] for t in targets], dtype=np.int64)
-            scans[split] = Scan(files, labels, file_sizes(root, files))
+            scans[split] = Scan(files, labels, file_sizes(root, files, root / f"{split}2017.json"))
         return {"classes": [c["name"] for c in categories],
                 "supercategories": [c.get("supercategory", "") for c in categories], **scans}
 

@@ -73,7 +73,7 @@ def iwildcam(data_root=None, max_resolution: int | None = None) -> ImageFileSour
             if rows.empty:
                 raise SourceError(f"{meta_path}: no rows with split '{split}'; use the WILDS v2.0 metadata.csv")
             files = [f"train/{f}" for f in rows["filename"].astype(str)]
-            scans[split] = Scan(files, rows["y"].to_numpy(dtype=np.int64), file_sizes(root, files))
+            scans[split] = Scan(files, rows["y"].to_numpy(dtype=np.int64), file_sizes(root, files, root / "metadata.csv"))
         return {"classes": class_names(root, metadata, num_classes), **scans}
 
     keys = [meta_path, root / "train"] + ([root / "categories.csv"] if (root / "categories.csv").exists() else [])

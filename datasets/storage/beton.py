@@ -14,30 +14,12 @@ from typing import Callable, Sequence
 import numpy as np
 from filelock import FileLock
 
+from datasets.storage.atomic import atomic_write
+
 
 def cache_root() -> Path:
     """Where generated data and `.beton` files live (env SWEEPS_CACHE, default ~/.cache/robustness_sweeps)."""
     return Path(os.environ.get("SWEEPS_CACHE", Path.home() / ".cache" / "robustness_sweeps")).expanduser()
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write `data` under a temporary name, then rename: readers never see a partial file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
-def cached_pickle(path: Path, build: Callable[[], object]) -> object:
-    """The object pickled at `path`, or `build()`'s result, pickled there for next time."""
-    import pickle
-
-    try:
-        return pickle.loads(path.read_bytes())
-    except (OSError, EOFError, pickle.UnpicklingError):
-        result = build()
-        write_atomic(path, pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL))
-        return result
 
 
 def beton_path(source: str, split: str, resolution: int, content_hash: str) -> Path:
@@ -63,12 +45,15 @@ def ensure_beton(
     num_workers: int = 1,
     write_mode: str = "raw",
     jpeg_quality: int = 90,
+    check: Callable[[], None] | None = None,
 ) -> Path:
     """Return `path`, writing it first from `make_dataset()` if it does not exist yet.
 
-    Only a complete file ever has the name `path`: the writer fills `.<name>.tmp-<pid>` and renames
-    it. A temporary file left by an interrupted run is never read (and is overwritten by nobody:
-    each writer uses its own pid), so an interrupted conversion simply starts again.
+    `check()`, called once the writer is done, may raise to discard what it wrote.
+
+    Only a complete file ever has the name `path`: the writer fills a temporary name and renames it
+    (`atomic_write`), which is removed when the conversion fails or is interrupted, so an
+    interrupted conversion simply starts again.
     """
     if path.exists():
         return path
@@ -83,16 +68,17 @@ def ensure_beton(
         from ffcv.fields import IntField, RGBImageField
         from ffcv.writer import DatasetWriter
 
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
         fields = {
             "image": RGBImageField(write_mode=write_mode, max_resolution=max_resolution, jpeg_quality=jpeg_quality),
             "label": IntField(),
         }
-        try:
+        def write(tmp: Path) -> None:
             DatasetWriter(str(tmp), fields, num_workers=max(1, num_workers)).from_indexed_dataset(make_dataset())
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)  # interrupted (Ctrl-C, error): leave no half-written file behind
+            if check is not None:  # may refuse the written file: it is then removed, never renamed into place
+                check()
+
+        # interrupted (Ctrl-C, error): atomic_write leaves no half-written file behind
+        atomic_write(path, write)
     return path
 
 
