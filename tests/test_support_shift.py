@@ -112,7 +112,8 @@ def test_support_shift_smoke_reports_every_shifted_set_and_stores_predictions(sm
             [f1_score(y_true, p, average="macro", labels=np.unique(y_true)) for p in y_pred])
     report = sweep / "report"
     support = pd.read_csv(report / "support_er.csv")
-    assert support[["support", "reference", "shift"]].values.tolist()[:3] == [
+    synthetic = support[support["reference"] != "natural: synthcam"]  # the natural parts depend on the training
+    assert synthetic[["support", "reference", "shift"]].values.tolist() == [
         ["in-support", "tint p=0.9", "tint"], ["out-of-support", "untinted", "tint"],
         ["out-of-support", "untinted", "flip"]]
     # synthcam's new locations, split by the domain classifier on the pre-trained encoder's features
