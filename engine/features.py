@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from datasets.storage.atomic import atomic_write
 from engine.archs import _set, build_model, get_arch, head_classes
 
 THUMBNAIL = 32
@@ -72,11 +73,7 @@ def write_features(out: Path, src, reference_split: str, shifted_split: str, arc
     }
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **arrays)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_bytes(buffer.getvalue())
-    tmp.replace(out)
-    return out
+    return atomic_write(out, buffer.getvalue())
 
 
 def write_natural_features(natural: dict[str, list[tuple[str, str, str | None]]], directory: Path, spec,

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from analysis.cli_parser import OneLineParser, at_least
+from datasets.storage.atomic import atomic_write
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
@@ -105,7 +106,7 @@ def split_main(argv: list[str]) -> int:
         out.parent.mkdir(parents=True, exist_ok=True)
         buffer = io.BytesIO()
         np.savez_compressed(buffer, **arrays)
-        Path(f"{out}.features.npz").write_bytes(buffer.getvalue())
+        atomic_write(Path(f"{out}.features.npz"), buffer.getvalue())
         split = split_shift(arrays["reference"], arrays["shifted"], epsilon=args.epsilon)
     except (ValueError, OSError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)
