@@ -1,6 +1,7 @@
 """`python -m engine.cleanup`: free what no sweep references any more. Dry run unless `--delete`.
 
-What goes, in a storage root (`--storage-path`, default `$SWEEPS_STORAGE` or ~/robustness_sweeps):
+What goes, in a storage root (`--storage-path`, default `$SWEEPS_STORAGE` or ~/robustness_sweeps; a
+path or an `s3://` URI):
 - `<sweep>.old-<time>/`: sweeps that `--fresh` moved aside;
 - `pretrained/<key>/`: pre-trained models that no cell of any remaining sweep would load (the key of
   each cell's `PretrainInputs`, read from the configs Tune recorded);
@@ -17,12 +18,12 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from engine.inputs import FinetuneInputs
+from engine.storage import Location, StorageError
 from engine.sweep_dir import configs_in, experiments
 
 __all__ = ["Item", "find_unused", "main"]
@@ -30,31 +31,27 @@ __all__ = ["Item", "find_unused", "main"]
 
 @dataclass(frozen=True)
 class Item:
-    path: Path
+    path: Location
     size: int      # bytes
     why: str
 
 
-def size_of(path: Path) -> int:
-    if path.is_file():
-        return path.stat().st_size
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
-
-
-def _sweeps(storage: Path) -> tuple[list[Path], list[Path]]:
+def _sweeps(storage: Location) -> tuple[list[Location], list[Location]]:
     """(live sweep directories, directories moved aside by --fresh)."""
     live, old = [], []
-    for path in sorted(storage.iterdir()) if storage.is_dir() else []:
-        if not path.is_dir() or path.name == "pretrained" or path.name.startswith("."):
+    for path in storage.entries(kind="dir"):
+        if path.name == "pretrained" or path.name.startswith("."):
             continue
         (old if ".old-" in path.name else live).append(path)
     return live, old
 
 
-def _trial_data_files(sweep: Path) -> set[str]:
+def _trial_data_files(sweep: Location) -> set[str]:
     """Names of the `.beton` files the trials of `sweep` read (their checkpoints' provenance)."""
     names = set()
-    for record in sweep.glob("exp-*/cell-*/checkpoint_*/cell.json"):
+    records = [c / "cell.json" for e in sweep.entries("exp-*", kind="dir") for t in e.entries("cell-*", kind="dir")
+               for c in t.entries("checkpoint_*", kind="dir")]
+    for record in records:
         try:
             names |= set(json.loads(record.read_text())["provenance"]["data_files"].values())
         except (OSError, ValueError, KeyError, AttributeError):
@@ -62,12 +59,13 @@ def _trial_data_files(sweep: Path) -> set[str]:
     return names
 
 
-def find_unused(storage: Path, cache: Path) -> tuple[list[Item], list[str]]:
+def find_unused(storage: Path | Location, cache: Path | Location) -> tuple[list[Item], list[str]]:
     """(what no sweep references, notes on what was kept because it could not be decided)."""
+    storage, cache = Location.of(storage), Location.of(cache)
     items: list[Item] = []
     notes: list[str] = []
     live, old = _sweeps(storage)
-    items += [Item(p, size_of(p), "moved aside by --fresh") for p in old]
+    items += [Item(p, p.total_size(), "moved aside by --fresh") for p in old]
 
     keys, unreadable = set(), 0
     for sweep in live:
@@ -86,23 +84,23 @@ def find_unused(storage: Path, cache: Path) -> tuple[list[Item], list[str]]:
                 if pretrained is not None:
                     keys.add(pretrained.key)
     used_files = set().union(*(_trial_data_files(s) for s in live)) if live else set()
-    models = sorted(p for p in (storage / "pretrained").glob("*") if p.is_dir())
+    models = (storage / "pretrained").entries(kind="dir")
     if unreadable:
         notes.append(f"kept every pre-trained model: {unreadable} recorded configs could not be read, so which "
                      "models they need is unknown")
     else:
-        items += [Item(p, size_of(p), "no cell of any sweep loads it") for p in models if p.name not in keys]
+        items += [Item(p, p.total_size(), "no cell of any sweep loads it") for p in models if p.name not in keys]
     for model in models:
         if model.name in keys or unreadable:
             try:
                 used_files |= set(json.loads((model / "meta.json").read_text()).get("data_files", {}).values())
             except (OSError, ValueError):
                 continue
-    for beton in sorted((cache / "betons").glob("*.beton")):
+    for beton in (cache / "betons").entries("*.beton", kind="file"):
         if beton.name not in used_files:
             extras = [p for p in (beton.with_name(beton.name + ".lock"),) if p.exists()]
-            items += [Item(beton, size_of(beton), "no trial or pre-trained model names it")]
-            items += [Item(p, size_of(p), "its .beton is unused") for p in extras]
+            items += [Item(beton, beton.total_size(), "no trial or pre-trained model names it")]
+            items += [Item(p, p.total_size(), "its .beton is unused") for p in extras]
     return items, notes
 
 
@@ -114,14 +112,19 @@ def main(argv: list[str] | None = None) -> int:
     from analysis.cli_parser import OneLineParser
 
     p = OneLineParser(prog="python -m engine.cleanup", description=__doc__.splitlines()[0])
-    p.add_argument("--storage-path", metavar="PATH", help="storage root (default $SWEEPS_STORAGE or ~/robustness_sweeps)")
+    p.add_argument("--storage-path", metavar="PATH|s3://BUCKET/PREFIX",
+                   help="storage root (default $SWEEPS_STORAGE or ~/robustness_sweeps)")
     p.add_argument("--cache", metavar="DIR", help="the .beton cache (default $SWEEPS_CACHE or ~/.cache/robustness_sweeps)")
     p.add_argument("--delete", action="store_true", help="remove what is listed (default: only list it)")
     args = p.parse_args(argv)
     from datasets.storage.beton import cache_root
 
-    storage = Path(args.storage_path or os.environ.get("SWEEPS_STORAGE") or "~/robustness_sweeps").expanduser()
-    cache = Path(args.cache).expanduser() if args.cache else cache_root()
+    try:
+        storage = Location.of(args.storage_path or os.environ.get("SWEEPS_STORAGE") or "~/robustness_sweeps")
+    except StorageError as error:
+        print(f"error: --storage-path {error}", file=sys.stderr)
+        return 2
+    cache = Location.of(Path(args.cache).expanduser() if args.cache else cache_root())
     if not storage.is_dir():
         print(f"error: --storage-path {storage}: no such directory", file=sys.stderr)
         return 2
@@ -132,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     for item in items:
         print(f"{verb} {_mib(item.size)}  {item.path}  ({item.why})")
         if args.delete:
-            shutil.rmtree(item.path) if item.path.is_dir() else item.path.unlink()
+            item.path.remove()
     total = sum(i.size for i in items)
     print(f"{verb} {_mib(total).strip()} in {len(items)} items" + ("" if args.delete else "; add --delete to remove them"))
     return 0

@@ -99,9 +99,10 @@ def parser(description: str, epilog: str | None = None, choices: SweepChoices | 
     p.add_argument("--data-root", metavar="DIR",
                    help="folder holding the real datasets (one sub-folder each: imagenet/, inat2017/, iwildcam_v2.0/, "
                         "...); omit for the embedded default, generated here")
-    p.add_argument("--storage-path", metavar="PATH",
-                   help="where sweeps are stored: a local or shared directory (default $SWEEPS_STORAGE or "
-                        "~/robustness_sweeps)")
+    p.add_argument("--storage-path", metavar="PATH|s3://BUCKET/PREFIX",
+                   help="where sweeps and pre-trained models are stored: a local or shared directory, or "
+                        "s3://bucket/prefix (an S3-compatible store through AWS_ENDPOINT_URL; credentials from the "
+                        "environment or the instance role) (default $SWEEPS_STORAGE or ~/robustness_sweeps)")
     p.add_argument("--address", metavar="ADDRESS",
                    help="Ray cluster to join, e.g. 'auto' for one started with ray start or ray up (default: start "
                         "a local Ray for this sweep)")
@@ -221,18 +222,20 @@ def _confirm_fresh(yes: bool) -> Callable[[Path, str], None]:
     return confirm
 
 
-def _summary(directory: Path, status: dict[str, str], seconds: float, report: Path | None, argv: list[str],
+def _summary(directory: Path | str, status: dict[str, str], seconds: float, report: Path | str | None, argv: list[str],
              smoke: bool) -> str:
     """The lines that end a sweep: what finished, where everything is, what to run next."""
     from engine.console import duration
-    from engine.tensorboard import TENSORBOARD_DIR
+    from engine.runner import tensorboard_dir
+    from engine.storage import Location
 
     counts = Counter(status.values())
     lines = [f"done: {counts['finished']} of {len(status)} cells finished, {counts['errored']} errored"
              + (f", {counts['unfinished']} unfinished" if counts["unfinished"] else "") + f" ({duration(seconds)})",
              f"results: {directory}"]
     if report is not None:
-        lines.append(f"report:  {(report / 'report.html').resolve().as_uri()}")
+        shown = f"{report}/report.html" if isinstance(report, str) else (report / "report.html").resolve().as_uri()
+        lines.append(f"report:  {shown}")
     if counts["errored"] or counts["unfinished"]:
         todo = counts["errored"] + counts["unfinished"]
         nxt = f"{command_line(argv)}   (re-runs the {todo} cells that did not finish, from their last checkpoint)"
@@ -242,7 +245,8 @@ def _summary(directory: Path, status: dict[str, str], seconds: float, report: Pa
         whole = command_line(argv, ("--fresh", "--yes", "--smoke"))
         nxt = f"{whole}   (the whole sweep; add --dry-run to see its cost)"
     else:
-        nxt = f"tensorboard --logdir {shlex.quote(str(directory / TENSORBOARD_DIR))}   (training curves per cell)"
+        where = tensorboard_dir(Location.of(directory))
+        nxt = f"tensorboard --logdir {shlex.quote(str(where))}   (training curves per cell)"
     return "\n".join(lines + [f"next:    {nxt}"])
 
 
@@ -313,7 +317,8 @@ def sweep_main(build: Callable[[argparse.Namespace], SweepSpec], description: st
     if not args.no_report:
         print(f"\nreport of {directory}:")
         try:
-            report = write_report([directory], out_dir=directory / "report", **(report_options or {}))
+            out = f"{directory}/report" if isinstance(directory, str) else directory / "report"
+            report = write_report([directory], out_dir=out, **(report_options or {}))
         except (ValueError, OSError) as error:  # e.g. every cell errored: nothing to fit
             print(f"report: not written: {error}", file=sys.stderr)
         except KeyboardInterrupt:

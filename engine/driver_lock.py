@@ -16,9 +16,13 @@ host whose driver is dead is taken over, and of the Ray processes it lists, only
 *and* start time still match, on this host and boot, are stopped (with their children): a pid
 reused by an unrelated process, or recorded on another machine, is never touched.
 
-Storage: the lock needs a local or POSIX shared filesystem whose locks work across its clients
-(NFSv4, EFS, Lustre). An `s3://` sweep directory is not locked this way (README, "Running on a
-cluster").
+Storage: on a local or POSIX shared filesystem the lock needs file locks that work across its
+clients (NFSv4, EFS, Lustre). On `s3://` storage the same object name, `<storage>/.<sweep>.driver.lock`,
+is a lease (`engine.object_lock.LeaseLock`, conditional writes) that holds the record itself; the
+driver renews it every 30 s. A lease another host holds is refused while it is renewed, and taken
+over once it has not been for `LEASE_S` (2 minutes, on the store's clock): that driver is gone, or
+cut off long enough that it stops itself when it next fails to renew. A record of this host whose
+driver is dead is taken over at once, as on a filesystem.
 """
 from __future__ import annotations
 
@@ -31,8 +35,9 @@ from pathlib import Path
 from filelock import FileLock, Timeout
 
 from datasets.storage.atomic import atomic_write
+from engine.storage import Location
 
-__all__ = ["DriverLock", "DriverLockError", "LOCK_NAME", "record_ray_pids", "take_lock", "this_host"]
+__all__ = ["DriverLock", "DriverLockError", "LOCK_NAME", "LeasedDriverLock", "record_ray_pids", "take_lock", "this_host"]
 
 LOCK_NAME = ".driver.json"
 START_TIME_TOLERANCE_S = 0.05   # psutil's create_time has a resolution of one clock tick (10 ms)
@@ -115,12 +120,16 @@ def _read(path: Path) -> dict | None:
                               "and re-run") from None
 
 
-def take_lock(directory: Path) -> DriverLock:
+def take_lock(directory: Path | Location) -> DriverLock | LeasedDriverLock:
     """Hold the sweep's driver lock, or raise `DriverLockError` naming the driver that has it.
 
     A lock left on this host by a dead driver is taken over after stopping the Ray processes that
     driver started (only those whose pid and start time match its record).
     """
+    if isinstance(directory, Location):
+        if directory.remote:
+            return _take_lease(directory)
+        directory = directory.path
     directory.parent.mkdir(parents=True, exist_ok=True)
     guard = FileLock(str(guard_path(directory)), timeout=0)
     path = directory / LOCK_NAME
@@ -202,3 +211,60 @@ def record_ray_pids(lock: DriverLock) -> None:
                 continue
     lock.info["ray"] = entries
     lock.write()
+
+
+@dataclass
+class LeasedDriverLock:
+    """The driver lock of a sweep on object storage: a lease object that also holds the record."""
+
+    directory: Location
+    lease: object   # engine.object_lock.LeaseLock
+
+    @property
+    def info(self) -> dict:
+        return self.lease.info
+
+    def write(self) -> None:
+        self.lease.write(self.lease.info)
+
+    def moved_aside(self, old: Location) -> None:
+        """`--fresh` moved the sweep to `old`: the lock lies beside the sweep, so nothing moves with it."""
+
+    def release(self) -> None:
+        self.lease.release()
+
+
+def _lost(message: str) -> None:
+    """A driver that lost its lease stops: like Ctrl-C, the trials stop at their last checkpoint."""
+    import _thread
+
+    print(f"error: {message}; stopping this driver (its trials keep their last checkpoint)", flush=True)
+    _thread.interrupt_main()
+
+
+def _take_lease(directory: Location) -> LeasedDriverLock:
+    from engine.object_lock import LEASE_S, LeaseLock, LockHeld
+
+    where = directory.parent / f".{directory.name}.driver.lock"
+    lease_s = float(os.environ.get("SWEEPS_LEASE_S", LEASE_S))
+    lease = LeaseLock(where, {**this_host(), **process_id(os.getpid()), "ray": []}, lease_s, on_lost=_lost)
+    try:
+        previous = lease.try_acquire()
+    except LockHeld as held:
+        old, here = held.holder, this_host()
+        if old.get("host") != here["host"] or old.get("boot_id") != here["boot_id"] or same_process(old):
+            where_ = "this host" if old.get("host") == here["host"] else f"host {old.get('host') or '(unknown)'}"
+            raise DriverLockError(
+                f"{directory}: another driver (pid {old.get('pid')} on {where_}) is running this sweep ({where} was "
+                f"renewed {held.age_s:.0f} s ago); wait for it or stop it, then re-run (a lease not renewed for "
+                f"{lease_s:.0f} s is taken over)") from None
+        if not lease.take_over(held.etag):
+            raise DriverLockError(f"{directory}: another driver took {where} at the same time; re-run") from None
+        previous = old
+    if previous is not None:
+        if previous.get("host") == this_host()["host"] and previous.get("boot_id") == this_host()["boot_id"]:
+            stop_processes(previous.get("ray", []))
+        else:
+            print(f"took over {where}: its driver (pid {previous.get('pid')} on {previous.get('host')}) had not "
+                  f"renewed it for {lease_s:.0f} s")
+    return LeasedDriverLock(directory, lease)

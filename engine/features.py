@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from datasets.storage.atomic import atomic_write
+from engine.storage import Location
 from engine.archs import _set, build_model, get_arch, head_classes
 
 THUMBNAIL = 32
@@ -56,7 +56,7 @@ def thumbnails(src, split: str, rows: np.ndarray) -> np.ndarray:
     return out
 
 
-def write_features(out: Path, src, reference_split: str, shifted_split: str, arch: str, state: dict,
+def write_features(out: Path | Location, src, reference_split: str, shifted_split: str, arch: str, state: dict,
                    resolution: int, meta: dict, cpus: int = 1, rows: np.ndarray | None = None) -> Path:
     """Write `out` (`<name>.features.npz`): `src`'s `reference_split` vs `rows` of `shifted_split` (default all)."""
     torch.set_num_threads(max(1, cpus))
@@ -73,11 +73,12 @@ def write_features(out: Path, src, reference_split: str, shifted_split: str, arc
     }
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **arrays)
-    return atomic_write(out, buffer.getvalue())
+    Location.of(out).write_bytes(buffer.getvalue())  # atomic on a filesystem, one PUT on object storage
+    return out
 
 
-def write_natural_features(natural: dict[str, list[tuple[str, str, str | None]]], directory: Path, spec,
-                           options) -> list[Path]:
+def write_natural_features(natural: dict[str, list[tuple[str, str, str | None]]], directory: Path | str, spec,
+                           options) -> list[Location]:
     """For each target of `spec` named in `natural` ({target: [(reference split, shifted split, domain or
     None), ...]}), the features of the reference split and of the shifted split's rows of that domain (all
     rows for None) from the encoder of the target's first `full` cell (its architecture and pre-trained
@@ -99,17 +100,17 @@ def write_natural_features(natural: dict[str, list[tuple[str, str, str | None]]]
             continue
         inputs = PretrainInputs.from_config(config)
         given = next((w for w in spec.weights if w.sha256 == inputs.weights), None)
-        model_file = Path(given.path) if given else cache_dir(storage_root(options), inputs) / "model.pt"
+        model_file = Location.of(given.path) if given else cache_dir(storage_root(options), inputs) / "model.pt"
         if not model_file.exists():
             raise FileNotFoundError(f"{model_file}: the encoder of {config['target']}'s natural shift is missing; "
                                     "run the sweep's full cells first")
-        state = load_state_dict(model_file) if given else torch.load(model_file, map_location="cpu", weights_only=True)
+        state = load_state_dict(model_file.path) if given else model_file.load_torch()
         target = next(t for t in spec.all_targets() if t.name == config["target"])
         src = get_source(target.registered, options.data_root, **target.options)
         for reference, shifted, domain in natural[config["target"]]:
             rows = None if domain is None else np.flatnonzero(src.domains(shifted) == domain)
             name = config["target"] + (f"-{domain}" if domain else "")
-            out = Path(directory) / "natural" / f"{name}.features.npz"
+            out = Location.of(directory) / "natural" / f"{name}.features.npz"
             print(f"features of {name}'s natural shift ({reference} vs {shifted}, {config['arch']}) -> {out}")
             written.append(write_features(out, src, reference, shifted, config["arch"], state,
                                           config["finetune_resolution"],

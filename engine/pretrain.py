@@ -4,8 +4,14 @@
 description from `<storage>/pretrained/<inputs.key>/`, training them first when missing. The key
 hashes every field of `inputs`, so a model is reused exactly when all its inputs agree, whichever
 sweep or experiment asks (a `full` baseline pre-trained once serves every sweep). One trial
-trains it under a file lock; the others wait, then load it. `state.pt` holds the last finished
+trains it under a lock; the others wait, then load it. `state.pt` holds the last finished
 epoch, so a killed trial loses at most the epoch in flight.
+
+The cache lies wherever the storage does (`engine.storage`): on a filesystem the lock is a file
+lock (`<key>/.lock`, which needs a filesystem whose locks reach every node: local, NFSv4, EFS,
+Lustre); on `s3://` it is a lease (`<key>/.lock`, `engine.object_lock`) that the training trial
+renews, so a trial lost with its node frees it within the lease, and the next trial resumes from
+`state.pt` on the store. Workers that share no disk therefore find every model.
 
 Objectives (`OBJECTIVES`): `supervised` (cross-entropy on the subset's labels) and `clip`
 (contrastive image-caption learning, `engine.clip`); or no training at all when the cell has
@@ -13,8 +19,10 @@ given weights (`--weights`), which are loaded with `weights_only=True` and store
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
@@ -38,6 +46,7 @@ from engine.loops import (
     training_state,
 )
 from engine.speed import Speed
+from engine.storage import Location
 from engine.weights import load_into, load_state_dict
 
 FAULT_ENV = "SWEEPS_FAULT_AT"  # testing hook: "pretrain:2" raises once before pre-training epoch 2
@@ -85,25 +94,20 @@ OBJECTIVES: dict[str, Objective] = {
 }
 
 
-def atomic_save(obj, path: Path) -> None:
-    atomic_write(path, lambda tmp: torch.save(obj, tmp))
-
-
-def maybe_fault(phase: str, epoch: int, marker_dir: Path) -> None:
+def maybe_fault(phase: str, epoch: int, marker_dir: Path | Location) -> None:
     """The `SWEEPS_FAULT_AT` testing hook: raise once (per marker dir) before `phase` epoch `epoch`."""
     spec = os.environ.get(FAULT_ENV, "")
     if spec != f"{phase}:{epoch}":
         return
-    marker = marker_dir / f".fault-{phase}-{epoch}"
+    marker = Location.of(marker_dir) / f".fault-{phase}-{epoch}"
     if marker.exists():
         return
-    marker.parent.mkdir(parents=True, exist_ok=True)
-    marker.touch()
+    marker.write_bytes(b"")
     raise RuntimeError(f"injected fault before {phase} epoch {epoch} ({FAULT_ENV}={spec})")
 
 
-def cache_dir(storage: str | Path, inputs: PretrainInputs) -> Path:
-    return Path(storage) / "pretrained" / inputs.key
+def cache_dir(storage: str | Path | Location, inputs: PretrainInputs) -> Location:
+    return Location.of(storage) / "pretrained" / inputs.key
 
 
 def pretrain(inputs: PretrainInputs, context: RunContext, cpus: int, device: torch.device,
@@ -113,30 +117,74 @@ def pretrain(inputs: PretrainInputs, context: RunContext, cpus: int, device: tor
     `report` receives one row per pre-training epoch (`phase` = "pretrain").
     """
     cache = cache_dir(context.storage, inputs)
-    cache.mkdir(parents=True, exist_ok=True)
+    cache.mkdir()
     model_file, meta_file = cache / "model.pt", cache / "meta.json"
-    lock = FileLock(str(cache / ".lock"), timeout=context.pretrain_wait_s)
-    try:
-        lock.acquire()  # one trial trains it; the others wait, then reuse it
-    except Timeout:
-        raise PretrainWaitTimeout(
-            f"waited {context.pretrain_wait_s / 3600:.3g} h for {cache / '.lock'}, held by another trial pre-training "
-            f"the same model ({_holder(cache)}); if it is stuck, stop it, or re-run with a longer --pretrain-wait"
-        ) from None
-    try:
-        atomic_write(cache / ".holder.json", json.dumps(_me()))
-        if not model_file.exists():
-            if inputs.weights is not None:
-                _from_weights(inputs, cache, dict(context.weights))
-            else:
-                _train(inputs, cache, context, cpus, device, report)
-    finally:
-        lock.release()
-    return torch.load(model_file, map_location="cpu", weights_only=True), json.loads(meta_file.read_text())
+    if not model_file.exists():  # finished models are read without the lock: they never change
+        with _training_lock(cache, context.pretrain_wait_s) as lock:  # one trial trains it; the others wait
+            if not model_file.exists():
+                if inputs.weights is not None:
+                    _from_weights(inputs, cache, dict(context.weights))
+                else:
+                    _train(inputs, cache, context, cpus, device, report, lock)
+    return model_file.load_torch(), json.loads(meta_file.read_text())
 
 
 class PretrainWaitTimeout(RuntimeError):
     """Another trial held a pre-trained model's lock for longer than `--pretrain-wait`; one line."""
+
+
+class PretrainLockLost(RuntimeError):
+    """A trial pre-training on object storage lost its lease (cut off from the store for longer than it)."""
+
+
+def _timeout_message(lock: str, wait_s: float, holder: str) -> str:
+    return (f"waited {wait_s / 3600:.3g} h for {lock}, held by another trial pre-training the same model ({holder}); "
+            "if it is stuck, stop it, or re-run with a longer --pretrain-wait")
+
+
+@contextlib.contextmanager
+def _training_lock(cache: Location, wait_s: float):
+    """Hold `<cache>/.lock` (a file lock, or a lease on object storage); yields the lease or None."""
+    if cache.remote:
+        yield from _lease(cache, wait_s)
+        return
+    path = cache.path / ".lock"
+    lock = FileLock(str(path), timeout=wait_s)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise PretrainWaitTimeout(_timeout_message(str(path), wait_s, _holder(cache))) from None
+    try:
+        atomic_write(cache.path / ".holder.json", json.dumps(_me()))
+        yield None
+    finally:
+        lock.release()
+
+
+POLL_S = 5.0   # how often a trial waiting for another's pre-training on object storage looks again
+
+
+def _lease(cache: Location, wait_s: float):
+    from engine.object_lock import LEASE_S, LeaseLock, LockHeld
+
+    lease = LeaseLock(cache / ".lock", _me(), float(os.environ.get("SWEEPS_LEASE_S", LEASE_S)))
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            lease.try_acquire()
+            break
+        except LockHeld as held:
+            if (cache / "model.pt").exists() or time.monotonic() >= deadline:
+                if (cache / "model.pt").exists():  # trained meanwhile: nothing to hold the lock for
+                    yield None
+                    return
+                who = f"pid {held.holder.get('pid')} on {held.holder.get('host')}"
+                raise PretrainWaitTimeout(_timeout_message(str(cache / ".lock"), wait_s, who)) from None
+            time.sleep(min(POLL_S, max(0.0, deadline - time.monotonic())))
+    try:
+        yield lease
+    finally:
+        lease.release()
 
 
 def _me() -> dict:
@@ -145,7 +193,7 @@ def _me() -> dict:
     return {"host": socket.gethostname(), "pid": os.getpid()}
 
 
-def _holder(cache: Path) -> str:
+def _holder(cache: Location) -> str:
     try:
         who = json.loads((cache / ".holder.json").read_text())
         return f"pid {who['pid']} on {who['host']}"
@@ -153,13 +201,14 @@ def _holder(cache: Path) -> str:
         return "holder unknown"
 
 
-def _finish(cache: Path, inputs: PretrainInputs, classifier: nn.Module, meta: dict) -> None:
+def _finish(cache: Location, inputs: PretrainInputs, classifier: nn.Module, meta: dict) -> None:
+    """meta.json, then model.pt: a model file present means a complete entry."""
     meta = {"schema": SCHEMA, "pretrain_id": inputs.key, "inputs": asdict(inputs), **meta}
-    atomic_write(cache / "meta.json", json.dumps(meta, indent=1, default=str))
-    atomic_save({k: v.detach().cpu() for k, v in classifier.state_dict().items()}, cache / "model.pt")
+    (cache / "meta.json").write_text(json.dumps(meta, indent=1, default=str))
+    (cache / "model.pt").save_torch({k: v.detach().cpu() for k, v in classifier.state_dict().items()})
 
 
-def _from_weights(inputs: PretrainInputs, cache: Path, paths: dict[str, str]) -> None:
+def _from_weights(inputs: PretrainInputs, cache: Location, paths: dict[str, str]) -> None:
     if inputs.weights not in paths:
         raise FileNotFoundError(f"pre-trained weights {inputs.weights} were given to the sweep but this trial was "
                                 "not told their path; re-run the sweep with the same --weights")
@@ -181,8 +230,8 @@ def _from_weights(inputs: PretrainInputs, cache: Path, paths: dict[str, str]) ->
     })
 
 
-def _train(inputs: PretrainInputs, cache: Path, context: RunContext, cpus: int, device: torch.device,
-           report: Callable[[dict], None]) -> None:
+def _train(inputs: PretrainInputs, cache: Location, context: RunContext, cpus: int, device: torch.device,
+           report: Callable[[dict], None], lease=None) -> None:
     from datasets import get_source
     from datasets.interventions import build_subset, domain_rows
     from datasets.storage.loaders import shared_loader
@@ -208,16 +257,17 @@ def _train(inputs: PretrainInputs, cache: Path, context: RunContext, cpus: int, 
     scaler = grad_scaler(device, inputs.precision)
     state_file, start = cache / "state.pt", 0
     if state_file.exists():  # a killed trial left its last finished epoch here
-        start = restore_training_state(torch.load(state_file, map_location=device, weights_only=True), model,
-                                       optimizer, scheduler, scaler)
+        start = restore_training_state(state_file.load_torch(map_location=device), model, optimizer, scheduler, scaler)
 
     for epoch in range(start, inputs.epochs):
+        if lease is not None and lease.lost:  # another trial took the model over: it must not be written twice
+            raise PretrainLockLost(f"pre-training {cache}: {lease.lost}; this trial stops (Tune retries it)")
         maybe_fault("pretrain", epoch + 1, cache)
         train_loader.next_epoch = epoch  # FFCV's shuffle is seeded by (seed, epoch): resumes the same order
         stats = train_epoch(model, train_loader, optimizer, scheduler, label_map, device, inputs.precision, scaler,
                             objective.step_loss)
         metrics = evaluate(model, {"pretrain_val": val_loader}, device, subset.label_map, precision=inputs.precision)
-        atomic_save(training_state(model, optimizer, scheduler, scaler, epoch + 1), state_file)
+        state_file.save_torch(training_state(model, optimizer, scheduler, scaler, epoch + 1))
         report({"phase": "pretrain", "epoch": epoch + 1, "pretrain_loss": stats["train_loss"],
                 "images_per_s": stats["images_per_s"], **metrics})
 
@@ -226,4 +276,4 @@ def _train(inputs: PretrainInputs, cache: Path, context: RunContext, cpus: int, 
         "epochs": inputs.epochs, "data_files": {"train": Path(train_file).name, "val": Path(val_file).name},
         "speed": context.speed.record(device),
     })
-    state_file.unlink(missing_ok=True)
+    state_file.delete()

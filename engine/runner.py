@@ -1,7 +1,7 @@
 """`run_sweep`: validate a sweep, then run (or resume) its cells as Tune trials.
 
 Storage layout (DESIGN.md): a sweep lives in `<storage>/<sweep>/` (`-smoke` appended for smoke
-runs). Each run first restores the sweep's unfinished Tune experiments (`exp-000`, ...); cells
+runs); `<storage>` is a local or shared path or an `s3://` URI (`engine.storage`). Each run first restores the sweep's unfinished Tune experiments (`exp-000`, ...); cells
 that are in none of them run in a new experiment beside them, because `Tuner.restore` cannot add
 trials. A sweep whose cells have all finished (Tune says so and every fine-tuning row is on disk)
 is not started again: Ray is not even started. `--fresh` renames the old directory to
@@ -27,6 +27,7 @@ from engine.driver_lock import LOCK_NAME, DriverLock, DriverLockError, record_ra
 from engine.speed import Speed
 from engine.interrupt import SweepInterrupted
 from engine.spec import SweepSpec, cells, describe_cell
+from engine.storage import Location, StorageError
 from engine.sweep_dir import cell_errors, cell_status, configs_in, experiments, report_other_schemas
 
 if TYPE_CHECKING:
@@ -85,18 +86,26 @@ class Plan:
     dropped: list[str] = field(default_factory=list)   # grid entries a source cannot fill
 
 
-def storage_root(options: RunOptions) -> Path:
+def storage_root(options: RunOptions) -> Location:
+    """`--storage-path`, else `$SWEEPS_STORAGE`, else ~/robustness_sweeps: a path or an `s3://` URI."""
     raw = options.storage_path or os.environ.get("SWEEPS_STORAGE") or DEFAULT_STORAGE
-    if "://" in raw:
-        raise SweepError(
-            f"--storage-path {raw}: cloud URIs are not supported in this version; use a local or shared "
-            "filesystem path (e.g. an NFS/EFS mount on a cluster)"
-        )
-    return Path(raw).expanduser().resolve()
+    try:
+        return Location.of(raw)
+    except StorageError as error:
+        raise SweepError(f"--storage-path {error}") from None
 
 
-def sweep_dir(spec: SweepSpec, options: RunOptions) -> Path:
+def sweep_location(spec: SweepSpec, options: RunOptions) -> Location:
     return storage_root(options) / (spec.name + ("-smoke" if spec.smoke else ""))
+
+
+def sweep_dir(spec: SweepSpec, options: RunOptions) -> Path | str:
+    """The sweep's directory: a Path on a filesystem, the URI string on object storage."""
+    return _public(sweep_location(spec, options))
+
+
+def _public(location: Location) -> Path | str:
+    return location.uri if location.remote else location.path
 
 
 def _open(name: str, registered: str, options: dict, run: RunOptions, missing: list[str]) -> Source | None:
@@ -123,6 +132,7 @@ def validate(spec: SweepSpec, options: RunOptions) -> Plan:
     """
     from datasets.interventions import InsufficientData, build_subset
 
+    storage_root(options)  # a storage URI of an unsupported kind is refused before anything is built
     if options.data_root is not None and not Path(options.data_root).is_dir():
         raise SweepError(f"--data-root {options.data_root}: no such directory; point it at the folder holding the datasets")
     if options.cpus_per_trial <= 0 or options.gpus_per_trial < 0:
@@ -229,7 +239,7 @@ def trial_name(trial) -> str:
     return describe_cell(trial.config)
 
 
-def run_sweep(spec: SweepSpec, options: RunOptions | None = None) -> Path:
+def run_sweep(spec: SweepSpec, options: RunOptions | None = None) -> Path | str:
     """Run or resume every cell of `spec`; returns the sweep directory.
 
     Raises `SweepInterrupted` when Ctrl-C stopped it (the unfinished cells keep their last epoch
@@ -239,33 +249,33 @@ def run_sweep(spec: SweepSpec, options: RunOptions | None = None) -> Path:
     return run_plan(spec, validate(spec, options), options)
 
 
-def _holds(directory: Path) -> str:
-    cells_on_disk = {p.name for p in directory.glob("exp-*/cell-*") if p.is_dir()}
+def _holds(directory: Location) -> str:
+    cells_on_disk = {c.name for e in directory.entries("exp-*", kind="dir") for c in e.entries("cell-*", kind="dir")}
     return f"{len(cells_on_disk)} cells' results" if cells_on_disk else "no results yet"
 
 
-def run_plan(spec: SweepSpec, plan: Plan, options: RunOptions) -> Path:
+def run_plan(spec: SweepSpec, plan: Plan, options: RunOptions) -> Path | str:
     """`run_sweep` once `validate` has made the plan."""
     if options.dry_run:
         print_dry_run(spec, plan, options)
         return sweep_dir(spec, options)
 
-    directory = sweep_dir(spec, options)
+    directory = sweep_location(spec, options)
     lock = take_lock(directory)  # before --fresh moves anything: a running driver keeps its directory
     try:
-        if options.fresh and any(p.name != LOCK_NAME for p in directory.iterdir()):
+        if options.fresh and any(p.name != LOCK_NAME for p in directory.entries()):
             if options.confirm_fresh is not None:
-                options.confirm_fresh(directory, _holds(directory))
+                options.confirm_fresh(_public(directory), _holds(directory))
             old = directory.with_name(f"{directory.name}.old-{time.strftime('%Y%m%d-%H%M%S')}")
-            directory.rename(old)
+            directory.move_to(old)
             directory.mkdir()
-            lock.moved_aside(old)
+            lock.moved_aside(old.path if not old.remote else old)
             print(f"--fresh: moved the previous sweep to {old}")
         status = cell_status(directory, plan.grid)
         if all(s == "finished" for s in status.values()):
             print(f"all {len(status)} cells already finished in {directory}; nothing to run")
-            return directory
-        return _run(spec, plan, options, directory, lock)
+            return _public(directory)
+        return _public(_run(spec, plan, options, directory, lock))
     finally:
         lock.release()
 
@@ -294,7 +304,20 @@ def _dashboard_line(url: str | None) -> str:
     return f"Ray dashboard: {url}" + ("  (it asks for a token: `ray get-auth-token` prints it)" if token else "")
 
 
-def _callbacks(directory: Path):
+def tensorboard_dir(directory: Location) -> Path:
+    """Where the driver writes TensorBoard runs: `<sweep>/tensorboard` on a filesystem; for a sweep on
+    object storage a local folder (`$SWEEPS_CACHE/tensorboard/<sweep>`), uploaded to `<sweep>/tensorboard`
+    as cells end."""
+    from datasets.storage.beton import cache_root
+    from engine.tensorboard import TENSORBOARD_DIR
+
+    if not directory.remote:
+        return directory.path / TENSORBOARD_DIR
+    bucket, key = directory.bucket_and_key
+    return cache_root() / TENSORBOARD_DIR / bucket / key
+
+
+def _callbacks(directory: Location):
     """This run's Tune callbacks: the loggers `analysis` reads, per-cell TensorBoard runs, Ctrl-C."""
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
@@ -302,7 +325,8 @@ def _callbacks(directory: Path):
     from engine.tensorboard import TENSORBOARD_DIR, CellCurves
 
     watch = InterruptWatch()
-    return [JsonLoggerCallback(), CSVLoggerCallback(), CellCurves(directory / TENSORBOARD_DIR), watch], watch
+    upload = directory / TENSORBOARD_DIR if directory.remote else None
+    return [JsonLoggerCallback(), CSVLoggerCallback(), CellCurves(tensorboard_dir(directory), upload), watch], watch
 
 
 def _fit(tuner, watch) -> None:
@@ -320,14 +344,14 @@ def _fit(tuner, watch) -> None:
         raise SweepInterrupted()
 
 
-def _run(spec: SweepSpec, plan: Plan, options: RunOptions, directory: Path, lock: DriverLock) -> Path:
+def _run(spec: SweepSpec, plan: Plan, options: RunOptions, directory: Location, lock: DriverLock) -> Location:
     for key, value in TUNE_ENV.items():
         os.environ.setdefault(key, value)
     with _environ(DRIVER_ENV):
         return _run_tune(spec, plan, options, directory, lock)
 
 
-def _run_tune(spec: SweepSpec, plan: Plan, options: RunOptions, directory: Path, lock: DriverLock) -> Path:
+def _run_tune(spec: SweepSpec, plan: Plan, options: RunOptions, directory: Location, lock: DriverLock) -> Location:
     import ray
     from ray import tune
     from ray.job_config import JobConfig
@@ -337,7 +361,6 @@ def _run_tune(spec: SweepSpec, plan: Plan, options: RunOptions, directory: Path,
     from engine.console import CellTable
     from engine.interrupt import quiet_tune_logs
     from engine.provenance import git_sha
-    from engine.tensorboard import TENSORBOARD_DIR
     from engine.trainable import FAULT_ENV, RunContext, train_cell
 
     # Write the data files once here (with a progress bar, on every core: no trial runs yet) rather
@@ -351,7 +374,7 @@ def _run_tune(spec: SweepSpec, plan: Plan, options: RunOptions, directory: Path,
             src.beton(split, spec.recipe.pretrain_resolution, num_workers=workers)
 
     stale = report_other_schemas(directory, storage_root(options))
-    context = RunContext(storage=str(storage_root(options)), data_root=options.data_root,
+    context = RunContext(storage=storage_root(options).uri, data_root=options.data_root,
                          cache_dir=str(cache_root()), git_sha=git_sha(),
                          weights=tuple((w.sha256, w.path) for w in spec.weights), speed=options.speed,
                          pretrain_wait_s=options.pretrain_wait_s)
@@ -368,7 +391,7 @@ def _run_tune(spec: SweepSpec, plan: Plan, options: RunOptions, directory: Path,
     record_ray_pids(lock)
     if options.verbose:
         print(_dashboard_line(getattr(ray_context, "dashboard_url", None)))
-        print(f"TensorBoard: tensorboard --logdir {directory / TENSORBOARD_DIR}")
+        print(f"TensorBoard: tensorboard --logdir {tensorboard_dir(directory)}")
     try:
         table = CellTable(directory.name)
 
@@ -386,9 +409,9 @@ def _run_tune(spec: SweepSpec, plan: Plan, options: RunOptions, directory: Path,
         for experiment in experiments(directory):
             if experiment in stale:
                 continue
-            if not tune.Tuner.can_restore(experiment):
+            if not tune.Tuner.can_restore(experiment.uri):
                 # Killed before its first snapshot: nothing in it can be restored; its cells rerun.
-                experiment.rename(experiment.with_name(f"{experiment.name}.unrestorable-{int(time.time())}"))
+                experiment.move_to(experiment.with_name(f"{experiment.name}.unrestorable-{int(time.time())}"))
                 continue
             held = {c["cell_id"] for c in configs_in(experiment)}
             known |= held
@@ -396,7 +419,7 @@ def _run_tune(spec: SweepSpec, plan: Plan, options: RunOptions, directory: Path,
                 continue  # the cells of this sweep in it are done: nothing to resume
             print(f"resuming {experiment}")
             with quiet_tune_logs():
-                tuner = tune.Tuner.restore(str(experiment), trainable, resume_unfinished=True, resume_errored=True)
+                tuner = tune.Tuner.restore(experiment.uri, trainable, resume_unfinished=True, resume_errored=True)
             table.title = f"{directory.name}/{experiment.name}"
             _fit(tuner, this_run(tuner._local_tuner.get_run_config()))  # Ray 2.60: the restored run's config
         # Longest cells first: with a few trial slots this shortens the sweep's tail.
@@ -411,7 +434,7 @@ def _run_tune(spec: SweepSpec, plan: Plan, options: RunOptions, directory: Path,
             print(f"running {len(todo)} new cells of {len(plan.grid)} in {directory / name}")
             table.title = f"{directory.name}/{name}"
             run_config = tune.RunConfig(
-                name=name, storage_path=str(directory),
+                name=name, storage_path=directory.uri,
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=1))
             watch = this_run(run_config)
             tuner = tune.Tuner(

@@ -5,7 +5,8 @@ by Tune's iteration (so a pre-trained cell's fine-tuning curve starts a few step
 cell's) and mixes both phases under one tag (`images_per_s`). `CellCurves` writes
 `<sweep>/tensorboard/<cell name>/` instead: `finetune/<metric>` with step = fine-tuning epoch and
 `pretrain/<metric>` with step = pre-training epoch. `tensorboard --logdir <sweep>/tensorboard`
-shows them.
+shows them. For a sweep on object storage the runs are written to a local folder and uploaded to
+`<sweep>/tensorboard/` whenever a cell ends (and when the experiment ends).
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from ray.tune import Callback
 from ray.tune.result import AUTO_RESULT_KEYS
 
 from engine.spec import describe_cell
+from engine.storage import Location
 
 __all__ = ["TENSORBOARD_DIR", "CellCurves", "run_name"]
 
@@ -44,13 +46,19 @@ def curves(phase: str, result: dict) -> dict[str, float]:
 class CellCurves(Callback):
     """Tune callback (driver side) writing each cell's reported rows as TensorBoard scalars."""
 
-    def __init__(self, logdir: str | Path):
-        self.logdir = str(logdir)
+    upload_to: Location | None = None   # experiments pickled before uploads existed have none
+
+    def __init__(self, logdir: str | Path, upload_to: Location | None = None):
+        self.logdir, self.upload_to = str(logdir), upload_to
         self._writers: dict[str, object] = {}
 
     def __getstate__(self) -> dict:
         # Tune pickles its run configuration (this callback included) into the experiment: no writers.
-        return {"logdir": self.logdir, "_writers": {}}
+        return {"logdir": self.logdir, "upload_to": self.upload_to, "_writers": {}}
+
+    def _upload(self) -> None:
+        if self.upload_to is not None and Path(self.logdir).is_dir():
+            self.upload_to.upload(Path(self.logdir))
 
     def _run_dir(self, config: dict) -> Path:
         """`<logdir>/<cell name>`; the cell id is recorded inside, so two cells never share a run."""
@@ -85,6 +93,7 @@ class CellCurves(Callback):
         writer = self._writers.pop(trial.trial_id, None)
         if writer is not None:
             writer.close()
+            self._upload()
 
     def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:
         self._close(trial)
@@ -96,3 +105,4 @@ class CellCurves(Callback):
         for writer in self._writers.values():
             writer.close()
         self._writers.clear()
+        self._upload()

@@ -35,6 +35,7 @@ from engine.loops import (
 from engine.predictions import read_log, write_log
 from engine.pretrain import FAULT_ENV, RunContext, maybe_fault, pretrain
 from engine.provenance import package_versions
+from engine.storage import Location
 from engine.threads import set_trial_threads
 
 __all__ = ["FAULT_ENV", "RunContext", "train_cell"]
@@ -206,7 +207,7 @@ def train_cell(config: dict, context: RunContext) -> None:
     storage = tune.get_context().get_storage()  # per-example predictions go beside result.json (engine.predictions)
     predictions = read_log(storage.storage_filesystem, storage.trial_fs_path, target.num_classes, start)
     for epoch in range(start, inputs.epochs):
-        maybe_fault("finetune", epoch + 1, Path(context.storage) / ".faults" / config["cell_id"])
+        maybe_fault("finetune", epoch + 1, Location.of(context.storage) / ".faults" / config["cell_id"])
         train_loader.next_epoch = epoch
         stats = train_epoch(model, train_loader, optimizer, scheduler, None, device, inputs.precision, scaler)
         predicted: dict = {}

@@ -52,7 +52,8 @@ def finetune_epochs(trial_dir: Path) -> list[int]:
 
 
 def sweep_cmd(storage: Path, *extra: str) -> list[str]:
-    return [sys.executable, str(ROOT / "sweeps" / "data_quantity.py"), "--smoke", "--no-report",
+    # scratch, full and quantity=100: three cells, two of them pre-trained
+    return [sys.executable, str(ROOT / "sweeps" / "data_quantity.py"), "--smoke", "--no-report", "--values", "100",
             "--storage-path", str(storage), *extra]
 
 
@@ -135,12 +136,12 @@ def test_faults_in_one_sweep(tmp_path):
     finally:
         unrelated.kill()
         unrelated.wait()
-    assert_each_cell_once_per_epoch(sweep, 4)
+    assert_each_cell_once_per_epoch(sweep, 3)
     # (1) every cell that runs the faulty phase raised once (the hook marks it just before raising; a
     # failure the killed driver never recorded leaves no error.txt) and ended with each epoch once
     raised = (list(tmp_path.glob(f".faults/*/.fault-{phase}-{epoch}")) if phase == "finetune"
               else list((tmp_path / "pretrained").glob(f"*/.fault-{phase}-{epoch}")))
-    assert len(raised) == (4 if phase == "finetune" else 3), fault
+    assert len(raised) == (3 if phase == "finetune" else 2), fault
     recorded = [d for d in cells_of(sweep).values()
                 if (d / "error.txt").exists() and "injected fault" in (d / "error.txt").read_text()]
     assert recorded, "no retried failure was recorded by Tune"
@@ -157,7 +158,7 @@ def test_unreadable_checkpoint_names_the_cell_and_path(tmp_path):
                            capture_output=True, text=True, timeout=600)
     # A sweep whose cells all failed exits non-zero with one line per cell: name, exception, log.
     assert first.returncode == 1, first.stdout[-3000:] + first.stderr[-3000:]
-    assert "failed: 4 of 4 cells ended with an error" in first.stderr
+    assert "failed: 3 of 3 cells ended with an error" in first.stderr
     for trial_dir in cells_of(sweep).values():
         line = next(line for line in first.stderr.splitlines() if f"(cell {trial_dir.name[5:]})" in line)
         assert "injected fault before finetune epoch 2" in line and f"log: {trial_dir / 'error.txt'}" in line
@@ -177,11 +178,11 @@ def test_unreadable_checkpoint_names_the_cell_and_path(tmp_path):
                          text=True, timeout=600)
     assert out.returncode == 1, out.stdout[-3000:] + out.stderr[-3000:]
     failed = [line for line in out.stderr.splitlines() if line.startswith("  ") and " (cell " in line and "log: " in line]
-    assert "failed: 1 of 4 cells ended with an error" in out.stderr
+    assert "failed: 1 of 3 cells ended with an error" in out.stderr
     assert len(failed) == 1 and f"(cell {victim.name[5:]})" in failed[0], out.stderr
     assert "CorruptCheckpoint" in failed[0] and str(checkpoints[-1]) in failed[0]
     assert finetune_epochs(victim) == [1]  # its epoch was not trained a second time
-    assert_each_cell_once_per_epoch(sweep, 4, but={victim.name})
+    assert_each_cell_once_per_epoch(sweep, 3, but={victim.name})
 
 
 def test_pretrain_wait_times_out_with_a_clear_message(tmp_path):
@@ -197,7 +198,7 @@ def test_pretrain_wait_times_out_with_a_clear_message(tmp_path):
     inputs = PretrainInputs.from_config(next(c for c in cells(spec) if c["intervention"] == "quantity"))
     context = RunContext(storage=str(tmp_path), data_root=None, cache_dir=str(tmp_path / "cache"), git_sha="test",
                          pretrain_wait_s=0.5)
-    cache = cache_dir(tmp_path, inputs)
+    cache = cache_dir(tmp_path, inputs).path
     cache.mkdir(parents=True)
     holder = FileLock(str(cache / ".lock"))
     with holder:  # another trial pre-training the same model

@@ -81,8 +81,19 @@ def test_sweep_on_two_nodes_survives_a_lost_node(tmp_path, cluster):
     driver = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
                               env=this_checkout_env({"SWEEPS_CACHE": str(tmp_path / "cache-driver")}))
     removed, seen_on = None, {}
+    first_inode: dict[tuple[str, str], int] = {}  # (node, .beton name) -> inode when first seen
+
+    def watch_betons() -> None:
+        for node, cache in caches.items():
+            for beton in (cache / "betons").glob("*.beton"):
+                try:
+                    first_inode.setdefault((node, beton.name), beton.stat().st_ino)
+                except FileNotFoundError:
+                    continue
+
     deadline = time.monotonic() + 500
     while time.monotonic() < deadline and driver.poll() is None:
+        watch_betons()
         for trial_dir in sweep.glob("exp-*/cell-*"):
             for row in rows(trial_dir):
                 name = node_of(row["pid"], nodes) if "pid" in row else None
@@ -111,8 +122,11 @@ def test_sweep_on_two_nodes_survives_a_lost_node(tmp_path, cluster):
     # trials ran on more than one node, and every node that ran one built its .beton files in its own cache
     used = set().union(*seen_on.values())
     assert len(used) >= 2, seen_on
+    watch_betons()
     for node in used:
-        betons = sorted(p.name for p in (caches[node] / "betons").glob("*.beton"))
+        betons = sorted((caches[node] / "betons").glob("*.beton"))
         assert betons, node
-        assert len(betons) == len(set(betons))
+        # converted once: a second conversion would have renamed a new file (a new inode) over the first
+        for beton in betons:
+            assert beton.stat().st_ino == first_inode[(node, beton.name)], (node, beton.name)
         assert not [p for p in (caches[node] / "betons").iterdir() if ".tmp" in p.name]

@@ -44,11 +44,14 @@ def test_impossible_size_fails_before_ray(tmp_path):
     assert not ray.is_initialized() and not list(tmp_path.iterdir())
 
 
-def test_cloud_storage_is_refused_clearly(tmp_path):
-    spec = SweepSpec(name="s3", intervention="quantity", values=(100,), sources=("synthnet",),
+def test_unsupported_storage_is_refused_clearly(tmp_path):
+    spec = SweepSpec(name="gs", intervention="quantity", values=(100,), sources=("synthnet",),
                      archs=("resnet18",), recipe=EMBEDDED_RECIPE)
-    with pytest.raises(SweepError, match="cloud URIs are not supported"):
-        run_sweep(spec, RunOptions(storage_path="s3://bucket/sweeps"))
+    with pytest.raises(SweepError, match=r"'gs://' are not supported.*s3://bucket/prefix") as err:
+        run_sweep(spec, RunOptions(storage_path="gs://bucket/sweeps"))
+    assert "\n" not in str(err.value)
+    with pytest.raises(SweepError, match="name a bucket"):
+        run_sweep(spec, RunOptions(storage_path="s3://"))
 
 
 def test_dry_run_prints_cells_and_starts_nothing(tmp_path):
