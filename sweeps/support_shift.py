@@ -18,6 +18,7 @@ import re
 import sys
 from dataclasses import replace
 from pathlib import Path
+from textwrap import fill
 
 from analysis.claims import Claim, support_rule
 from engine import EMBEDDED_RECIPE, REFERENCE_RECIPE, SweepSpec, Target
@@ -64,7 +65,7 @@ def user_flags(p) -> None:
                    "train, and a held-out fifth of each class as the ID test set")
     g.add_argument("--shifted", metavar="DIR", help="shifted images, in class sub-folders named as the reference's: "
                    "the OOD test set")
-    g.add_argument("--split", metavar="FILE", help="the PREFIX.split.csv that `split` wrote for these two folders: "
+    g.add_argument("--split", metavar="FILE", help="the PREFIX.split.csv that the split command wrote for these two folders: "
                    "the shifted images' in-support and out-of-support parts")
 
 
@@ -122,5 +123,5 @@ if __name__ == "__main__":
                   "--weights PATH --out PREFIX (see split --help), then python sweeps/support_shift.py --reference DIR "
                   "--shifted DIR --split PREFIX.split.csv: ER of pre-trained vs scratch on its in-support and "
                   "out-of-support parts.")
-    sys.exit(sweep_main(build, __doc__.splitlines()[0], epilog=f"{embedded_help(SCALED)}\n\n{split_help}",
+    sys.exit(sweep_main(build, __doc__.splitlines()[0], epilog=f"{embedded_help(SCALED)}\n\n{fill(split_help, 100)}",
                         report_options={"claims": CLAIMS}, before_report=natural_features, flags=user_flags))
