@@ -102,15 +102,19 @@ def draw_figures(out: Path, finished: pd.DataFrame, trends: dict[str, Trend], gi
         support.to_csv(out / "support_er.csv", index=False)
         drawn.files.append("support_er.csv")
         support_bar_plot(support, out / "support_er.png", baseline)
+        split_parts = support["reference"].astype(str).str.startswith("natural: ")  # a natural shift's parts
+        left = ["the reference's tint correlated with the label with probability p, the shifted set's tint "
+                "independent of it"] if (~split_parts).any() else []
+        right = ["of an untinted reference: tinted, or upside down"] if (~split_parts).any() else []
+        if natural or split_parts.any():
+            left.append("the in-support part of each split natural shift")
+            right.append("the out-of-support part of each split natural shift")
         drawn.figures.append(("support_er", "Effective robustness on in-support and out-of-support shifts", (
             f"Mean ER (pp) of the pre-trained models on each shifted test set, against the {baseline} trend of the "
             f"same reference distribution and shifted set ({name}), with 95% bootstrap CIs of the mean ({n_boot} "
-            "resamples of the trials). Left: in-support shifts (the reference's tint correlated with the label with "
-            "probability p, the shifted set's tint independent of it"
-            + ("; the in-support part of each split natural shift" if natural else "")
-            + "); right: out-of-support shifts of an untinted reference (tinted, or upside down"
-            + ("; the out-of-support part of each split natural shift" if natural else "")
-            + "). The rule of thumb (Cohen-Wang et al.): pre-training helps the right group, not the left.")))
+            f"resamples of the trials). Left: in-support shifts ({'; '.join(left)}); right: out-of-support shifts "
+            f"({'; '.join(right)}). The rule of thumb (Cohen-Wang et al.): pre-training helps the right group, "
+            "not the left.")))
     for path, table, split, meta in natural or []:
         _natural_split(drawn, out, path, table, split, meta, baseline, name, n_boot)
     if (support is None or support.empty) and not grid.empty:

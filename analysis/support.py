@@ -11,6 +11,10 @@ reference's tint correlation, None for an untinted reference; `shifts`):
 - `tint` on an untinted reference and `flip` on any are **out-of-support**: new kinds of images.
 The same rule as `datasets.shifts.transforms.support_of` (the analysis reads files, never the
 data package; a test keeps the two equal).
+
+A user's own shift (`shift_folders` target: options `shifted` and `split`, the file written by
+`support_shift.py split`) reports its two parts as OOD sets, `ood_in_support_*` and
+`ood_out_of_support_*` (`datasets.readers.shift_folders.PARTS`); each is named here by its part.
 """
 from __future__ import annotations
 
@@ -30,29 +34,53 @@ def support_of(shift: str, p: float | None) -> str:
     return "in-support" if shift == "tint" and p is not None else "out-of-support"
 
 
-def _shift_options(text: object) -> dict | None:
+# OOD sets of a split shift (`shift_folders`) -> their support
+SPLIT_PARTS = {"in_support": "in-support", "out_of_support": "out-of-support"}
+
+
+def _target_options(text: object) -> dict:
     try:
         options = json.loads(text or "{}")
     except (TypeError, json.JSONDecodeError):
+        return {}
+    return options if isinstance(options, dict) else {}
+
+
+def _synthetic_shift(target: str, options: dict, ood_set: str) -> tuple[str, str, str] | None:
+    """(support, shift, reference) of a `support_shift` target's shifted set, else None."""
+    if "shifts" not in options or "p" not in options or ood_set not in options["shifts"]:
         return None
-    return options if isinstance(options, dict) and "shifts" in options and "p" in options else None
+    p = options["p"]
+    return support_of(ood_set, p), ood_set, "untinted" if p is None else f"tint p={p:g}"
+
+
+def _split_part(target: str, options: dict, ood_set: str) -> tuple[str, str, str] | None:
+    """(support, shift, reference) of a part of a user's split shift (`shift_folders`), else None."""
+    if "split" not in options or ood_set not in SPLIT_PARTS:
+        return None
+    kind = SPLIT_PARTS[ood_set]
+    return kind, f"{Path(str(options.get('shifted', target))).name} ({kind} part)", f"natural: {target}"
+
+
+# how each kind of target names its OOD sets in the support table: the first that knows the set wins
+SHIFT_NAMERS = (_synthetic_shift, _split_part)
 
 
 def support_table(grid: pd.DataFrame, points: pd.DataFrame) -> pd.DataFrame:
     """``SUPPORT_COLUMNS``: the rows of ``grid`` (``analysis.domain_grid.domain_er_grid``) whose target
-    is a shifted reference distribution, each named by its shift and support; empty otherwise.
-    In-support rows first (by p), then out-of-support ones."""
+    is a shifted reference distribution or a user's split shift, each named by its shift and support
+    (``SHIFT_NAMERS``); empty otherwise. In-support rows first (by p), then out-of-support ones."""
     if grid.empty or "target_options" not in points.columns:
         return pd.DataFrame(columns=SUPPORT_COLUMNS)
-    options = points.groupby("target")["target_options"].first().map(_shift_options).to_dict()
+    options = points.groupby("target")["target_options"].first().map(_target_options).to_dict()
     records = []
     for _, row in grid.iterrows():
-        opts = options.get(row["target"])
-        if opts is None or row["ood_domain"] not in opts["shifts"]:
+        opts = options.get(row["target"], {})
+        named = next((n for n in (f(str(row["target"]), opts, row["ood_domain"]) for f in SHIFT_NAMERS) if n), None)
+        if named is None:
             continue
-        p = opts["p"]
-        records.append({"support": support_of(row["ood_domain"], p), "shift": row["ood_domain"],
-                        "reference": "untinted" if p is None else f"tint p={p:g}", "target": row["target"],
+        support, shift, reference = named
+        records.append({"support": support, "shift": shift, "reference": reference, "target": row["target"],
                         **{k: row[k] for k in ("group", "baseline", "mean_er", "er_ci_lo", "er_ci_hi", "n_trials")}})
     table = pd.DataFrame.from_records(records, columns=SUPPORT_COLUMNS)
     if table.empty:

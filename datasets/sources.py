@@ -26,7 +26,7 @@ WILDS_EVAL_SPLITS = {"id": "id_test", "ood": "test", "id_val": "id_val", "ood_va
 SOURCE_MODULES = ("datasets.generators.synthetic", "datasets.generators.fractaldb", "datasets.generators.domains",
                   "datasets.readers.imagenet",
                   "datasets.readers.inat", "datasets.readers.wilds", "datasets.readers.domainnet",
-                  "datasets.readers.imagenet_shifts", "datasets.shifts.source")
+                  "datasets.readers.imagenet_shifts", "datasets.readers.shift_folders", "datasets.shifts.source")
 
 
 class SourceError(ValueError):

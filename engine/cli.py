@@ -252,12 +252,15 @@ def _summary(directory: Path | str, status: dict[str, str], seconds: float, repo
 
 def sweep_main(build: Callable[[argparse.Namespace], SweepSpec], description: str, argv=None,
                epilog: str | None = None, report_options: dict | None = None,
-               before_report: Callable[[Path, SweepSpec, RunOptions], None] | None = None) -> int:
+               before_report: Callable[[Path, SweepSpec, RunOptions], None] | None = None,
+               flags: Callable[[argparse.ArgumentParser], None] | None = None) -> int:
     """Entry point of a sweep script: `build(args)` returns the spec for the given flags.
 
     `report_options` are passed to the report (e.g. `{"metric": "acc"}` where the paper plots accuracy).
     `before_report(sweep directory, spec, run options)` runs after the cells, before the report: a
     sweep's own files for the analysis (e.g. `support_shift`'s features of a natural shift).
+    `flags(parser)` adds the sweep's own flags (e.g. `support_shift`'s `--reference`, `--shifted`,
+    `--split`); `build` reads them from its `args`.
     Exit status: 0 done, 1 some cells failed (after their retries; each is listed with its exception
     and log), 2 a bad flag or input (one line), 130 interrupted (Ctrl-C; one line says how to resume).
     """
@@ -274,10 +277,16 @@ def sweep_main(build: Callable[[argparse.Namespace], SweepSpec], description: st
     from engine.speed import Speed
 
     argv = sys.argv[1:] if argv is None else list(argv)
-    defaults = parser(description).parse_args([])
+    def make_parser(text: str | None = None, grid: SweepChoices | None = None) -> SweepParser:
+        p = parser(description, text, grid)
+        if flags is not None:
+            flags(p)
+        return p
+
+    defaults = make_parser().parse_args([])
     choices = sweep_choices(build, defaults)
     extra = "\n\n".join(t for t in (unavailable_help(choices), architectures_help()) if t)
-    args = parser(description, f"{epilog}\n\n{extra}" if epilog else extra, choices).parse_args(argv)
+    args = make_parser(f"{epilog}\n\n{extra}" if epilog else extra, choices).parse_args(argv)
     warnings.formatwarning = lambda message, category, *rest, **kw: f"warning: {message}\n"
     start, spec, plan = time.monotonic(), None, None
     try:

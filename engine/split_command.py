@@ -16,9 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from analysis.cli_parser import OneLineParser, at_least
+from datasets.readers.image_files import IMAGE_EXTENSIONS  # the images a sweep on the split reads, no more
 from datasets.storage.atomic import atomic_write
-
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 
 class FolderImages:

@@ -9,8 +9,16 @@ pre-trained on the full source are fine-tuned on each reference and evaluated on
 sets (`ood_tint_*`, `ood_flip_*`); the report gives the ER of pre-trained vs scratch on each shift,
 grouped by support, with 95% bootstrap CIs. The paper's rule of thumb: pre-training helps
 out-of-support shifts, and cannot undo the dataset bias behind in-support ones.
+
+Your own shift: `split` writes the split of two folders of images; `--reference DIR --shifted DIR
+--split FILE` then makes that pair the sweep's one target (`shift_folders`), evaluated on the whole
+shifted set and on each of its two parts (`ood_in_support_*`, `ood_out_of_support_*`).
 """
+import re
 import sys
+from dataclasses import replace
+from pathlib import Path
+from textwrap import fill
 
 from analysis.claims import Claim, support_rule
 from engine import EMBEDDED_RECIPE, REFERENCE_RECIPE, SweepSpec, Target
@@ -50,7 +58,45 @@ def targets(base: str, base_options: dict, p_grid: tuple[float, ...], natural: t
             *(Target(f"tint-p{p:g}", "support_shift", {**common, "p": p, "shifts": ["tint"]}) for p in p_grid))
 
 
+def user_flags(p) -> None:
+    """The flags of a sweep on your own shift (all three, or none)."""
+    g = p.add_argument_group("your own shift (split first: support_shift.py split --help)")
+    g.add_argument("--reference", metavar="DIR", help="reference images, one sub-folder per class: fine-tuning "
+                   "train, and a held-out fifth of each class as the ID test set")
+    g.add_argument("--shifted", metavar="DIR", help="shifted images, in class sub-folders named as the reference's: "
+                   "the OOD test set")
+    g.add_argument("--split", metavar="FILE", help="the PREFIX.split.csv that the split command wrote for these two folders: "
+                   "the shifted images' in-support and out-of-support parts")
+
+
+def user_target(args) -> Target | None:
+    """Your shift as the target `<split file's prefix>`, or None without --reference/--shifted/--split."""
+    from datasets.readers.shift_folders import SPLIT_COMMAND, file_sha256
+
+    given = {flag: getattr(args, flag, None) for flag in ("reference", "shifted", "split")}
+    if not any(given.values()):
+        return None
+    missing = [f"--{flag}" for flag, value in given.items() if not value]
+    if missing:
+        raise ValueError(f"--reference, --shifted and --split go together: {', '.join(missing)} missing")
+    split = Path(args.split).expanduser().resolve()
+    if not split.is_file():
+        raise ValueError(f"--split {args.split}: no such file; write it with: {SPLIT_COMMAND}")
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", split.name.removesuffix(".csv").removesuffix(".split")) or "shift"
+    return Target(name, "shift_folders", {"reference": str(Path(args.reference).expanduser().resolve()),
+                                          "shifted": str(Path(args.shifted).expanduser().resolve()),
+                                          "split": str(split), "split_sha256": file_sha256(split)})
+
+
 def build(args) -> SweepSpec:
+    mine = user_target(args)
+    if mine is not None:  # the same cells (scratch vs full, architectures, seeds) on your shift alone
+        spec = build_paper(args)
+        return replace(spec, name=f"support_shift-{mine.name}", targets=(mine,), smoke_targets=(mine.name,))
+    return build_paper(args)
+
+
+def build_paper(args) -> SweepSpec:
     if args.data_root:
         return SweepSpec(name="support_shift", sources=("imagenet",),
                          targets=targets("imagenet", {}, P_GRID, natural=("imagenet_v2", "imagenet_sketch")),
@@ -63,7 +109,9 @@ def build(args) -> SweepSpec:
 
 def natural_features(directory, spec: SweepSpec, options) -> None:
     """After the cells: the encoder's features of each natural shift, for the report's split."""
-    write_natural_features(NATURAL_REAL if options.data_root else NATURAL, directory, spec, options)
+    yours = {t.name for t in spec.all_targets() if t.registered == "shift_folders"}  # split by `split` already
+    natural = NATURAL_REAL if options.data_root else NATURAL
+    write_natural_features({k: v for k, v in natural.items() if k not in yours}, directory, spec, options)
 
 
 if __name__ == "__main__":
@@ -72,6 +120,8 @@ if __name__ == "__main__":
 
         sys.exit(split_main(sys.argv[2:]))
     split_help = ("Your own shift: python sweeps/support_shift.py split --reference DIR --shifted DIR --encoder ARCH "
-                  "--weights PATH (see split --help).")
-    sys.exit(sweep_main(build, __doc__.splitlines()[0], epilog=f"{embedded_help(SCALED)}\n\n{split_help}",
-                        report_options={"claims": CLAIMS}, before_report=natural_features))
+                  "--weights PATH --out PREFIX (see split --help), then python sweeps/support_shift.py --reference DIR "
+                  "--shifted DIR --split PREFIX.split.csv: ER of pre-trained vs scratch on its in-support and "
+                  "out-of-support parts.")
+    sys.exit(sweep_main(build, __doc__.splitlines()[0], epilog=f"{embedded_help(SCALED)}\n\n{fill(split_help, 100)}",
+                        report_options={"claims": CLAIMS}, before_report=natural_features, flags=user_flags))
