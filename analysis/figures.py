@@ -219,7 +219,8 @@ def _natural_split(drawn: Drawn, out: Path, path: Path, table: pd.DataFrame, spl
     if table.empty:
         n_out = int(split.out_of_support.sum())
         drawn.skipped.append(f"The split of {meta['target']}'s shift has no ER: {len(split.ratio) - n_out} "
-                             f"in-support and {n_out} out-of-support images (a part is empty), or its scratch or pre-trained trials "
+                             f"in-support and {n_out} out-of-support images (a part is empty, or so small that every scratch score on "
+                             "it is exactly 0 or 1, which no probit trend can fit), or its scratch or pre-trained trials "
                              "are missing.")
         return
     arrays, _ = read_features(path)

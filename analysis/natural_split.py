@@ -97,7 +97,10 @@ def natural_split_er(features: str | os.PathLike, rows: pd.DataFrame, trials: pd
     x = f"id_{metric}"
     for k, (name, kind) in enumerate((("in", "in-support"), ("out", "out-of-support"))):
         y = f"{name}_{metric}"
-        trend = fit_trend(base[x], base[y], transform)
+        try:
+            trend = fit_trend(base[x], base[y], transform)
+        except ValueError:  # a part so small that every baseline score is exactly 0 or 1: no trend, so no ER
+            return pd.DataFrame(columns=SUPPORT_COLUMNS), split, meta
         er = effective_robustness(trend, full[x], full[y])
         lo, hi = bootstrap_cluster_mean_ci(er, full["trial_id"], n_boot=n_boot, seed=seed + 31 * k)
         records.append({"support": kind, "shift": f"{meta['shift_name']} ({kind} part, "

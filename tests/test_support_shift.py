@@ -124,12 +124,12 @@ def test_support_shift_smoke_reports_every_shifted_set_and_stores_predictions(sm
     assert features["reference"].shape[1] == features["shifted"].shape[1] == 512  # resnet18's penultimate layer
     assert (split["out_of_support"] == (split["ratio"] >= 10)).all()
     counts = [int((~split["out_of_support"]).sum()), int(split["out_of_support"].sum())]
-    if min(counts):  # the smoke's 1-epoch encoder may find no out-of-support image: then no ER, and a note says so
+    if not natural.empty:
         assert natural["support"].tolist() == ["in-support", "out-of-support"]
         assert [f" {n} images)" in s for n, s in zip(counts, natural["shift"])] == [True, True]
         assert (report / "natural_split_synthcam.png").stat().st_size > 1000
-    else:
-        assert natural.empty and "The split of synthcam" in (report / "report.html").read_text()
+    else:  # the smoke's 1-epoch encoder may find no or very few out-of-support images: no ER, and a note says so
+        assert min(counts) <= 10 and "The split of synthcam" in (report / "report.html").read_text()
     assert (report / "support_er.png").stat().st_size > 1000
     html = (report / "report.html").read_text()
     assert "Effective robustness per shift" in html and "out-of-support" in html
