@@ -1,8 +1,10 @@
 """A multi-node Ray cluster on this machine (`ray.cluster_utils.Cluster`): a head that runs no
-trials and worker nodes each with its own SWEEPS_CACHE. The smoke sweep's trials land on more than
-one node, each node builds the `.beton` files it reads once in its own cache, and a worker node
-removed while a trial runs on it (chaos: a lost node) costs that trial a retry from its last
-checkpoint, not a result: every cell ends finished exactly once per epoch.
+trials and worker nodes each with its own SWEEPS_CACHE, sharing no storage path: the sweep lives on
+`s3://` (the `s3` fixture's local server), as on a cluster whose workers share no disk. The smoke
+sweep's trials land on more than one node, each node builds the `.beton` files it reads once in its
+own cache, and a worker node removed while a trial runs on it (chaos: a lost node) costs that trial
+a retry from its last checkpoint on the store, not a result: every cell ends finished exactly once
+per epoch.
 
 Ray runs under this test's own temporary directory and ports; only the nodes it started are
 stopped.
@@ -19,16 +21,20 @@ from pathlib import Path
 import psutil
 import pytest
 
-from conftest import ROOT, this_checkout_env
+from conftest import BUCKET, ROOT, this_checkout_env
+from engine.storage import Location
 
 pytestmark = pytest.mark.slow
 SMOKE_EPOCHS = 2
 
 
-def rows(trial_dir: Path) -> list[dict]:
-    path = trial_dir / "result.json"
+def rows(trial_dir: Location) -> list[dict]:
+    try:
+        text = (trial_dir / "result.json").read_text()
+    except FileNotFoundError:
+        return []
     out = []
-    for line in (path.read_text().splitlines() if path.exists() else []):
+    for line in text.splitlines():
         try:
             out.append(json.loads(line))
         except json.JSONDecodeError:
@@ -63,7 +69,11 @@ def cluster(tmp_path, monkeypatch):
     c.shutdown()
 
 
-def test_sweep_on_two_nodes_survives_a_lost_node(tmp_path, cluster):
+def trial_dirs(sweep: Location) -> list[Location]:
+    return [t for e in sweep.entries("exp-*", kind="dir") for t in e.entries("cell-*", kind="dir")]
+
+
+def test_sweep_on_two_nodes_survives_a_lost_node(tmp_path, s3, cluster):
     caches = {}
     nodes = {}
 
@@ -73,7 +83,7 @@ def test_sweep_on_two_nodes_survives_a_lost_node(tmp_path, cluster):
 
     add("a")
     add("b")
-    storage = tmp_path / "storage"
+    storage = Location.of(f"s3://{BUCKET}/multinode")
     sweep = storage / "data_quantity-smoke"
     cmd = [sys.executable, str(ROOT / "sweeps" / "data_quantity.py"), "--smoke", "--no-report",
            "--storage-path", str(storage), "--address", cluster.address, "--max-failures", "3"]
@@ -94,7 +104,7 @@ def test_sweep_on_two_nodes_survives_a_lost_node(tmp_path, cluster):
     deadline = time.monotonic() + 500
     while time.monotonic() < deadline and driver.poll() is None:
         watch_betons()
-        for trial_dir in sweep.glob("exp-*/cell-*"):
+        for trial_dir in trial_dirs(sweep):
             for row in rows(trial_dir):
                 name = node_of(row["pid"], nodes) if "pid" in row else None
                 if name:
@@ -110,7 +120,7 @@ def test_sweep_on_two_nodes_survives_a_lost_node(tmp_path, cluster):
     assert driver.wait(timeout=600) == 0, (tmp_path / "driver.log").read_text()[-4000:]
     assert removed is not None, "no trial was caught mid-sweep on a node"
 
-    cells = {d.name: d for d in sweep.glob("exp-*/cell-*")}
+    cells = {d.name: d for d in trial_dirs(sweep)}
     assert len(cells) == 4
     for trial_dir in cells.values():
         epochs = sorted(r["epoch"] for r in rows(trial_dir) if r.get("phase") == "finetune")
