@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.inputs import FinetuneInputs
-from engine.storage import Location, StorageError
+from datasets.storage.location import Location, StorageError
 from engine.sweep_dir import configs_in, experiments
 
 __all__ = ["Item", "find_unused", "main"]

@@ -227,7 +227,7 @@ def _summary(directory: Path | str, status: dict[str, str], seconds: float, repo
     """The lines that end a sweep: what finished, where everything is, what to run next."""
     from engine.console import duration
     from engine.runner import tensorboard_dir
-    from engine.storage import Location
+    from datasets.storage.location import Location
 
     counts = Counter(status.values())
     lines = [f"done: {counts['finished']} of {len(status)} cells finished, {counts['errored']} errored"

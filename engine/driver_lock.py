@@ -35,7 +35,7 @@ from pathlib import Path
 from filelock import FileLock, Timeout
 
 from datasets.storage.atomic import atomic_write
-from engine.storage import Location
+from datasets.storage.location import Location
 
 __all__ = ["DriverLock", "DriverLockError", "LOCK_NAME", "LeasedDriverLock", "record_ray_pids", "take_lock", "this_host"]
 

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from engine.storage import Location
+from datasets.storage.location import Location
 from engine.archs import _set, build_model, get_arch, head_classes
 
 THUMBNAIL = 32

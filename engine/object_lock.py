@@ -30,7 +30,7 @@ import threading
 import time
 from typing import Callable
 
-from engine.storage import Location
+from datasets.storage.location import Location
 
 __all__ = ["LEASE_S", "LeaseLock", "LockHeld", "StoreWithoutConditionalWrites"]
 

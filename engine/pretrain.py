@@ -7,7 +7,7 @@ sweep or experiment asks (a `full` baseline pre-trained once serves every sweep)
 trains it under a lock; the others wait, then load it. `state.pt` holds the last finished
 epoch, so a killed trial loses at most the epoch in flight.
 
-The cache lies wherever the storage does (`engine.storage`): on a filesystem the lock is a file
+The cache lies wherever the storage does (`datasets.storage.location`): on a filesystem the lock is a file
 lock (`<key>/.lock`, which needs a filesystem whose locks reach every node: local, NFSv4, EFS,
 Lustre); on `s3://` it is a lease (`<key>/.lock`, `engine.object_lock`) that the training trial
 renews, so a trial lost with its node frees it within the lease, and the next trial resumes from
@@ -46,7 +46,7 @@ from engine.loops import (
     training_state,
 )
 from engine.speed import Speed
-from engine.storage import Location
+from datasets.storage.location import Location
 from engine.weights import load_into, load_state_dict
 
 FAULT_ENV = "SWEEPS_FAULT_AT"  # testing hook: "pretrain:2" raises once before pre-training epoch 2

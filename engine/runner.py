@@ -1,9 +1,9 @@
 """`run_sweep`: validate a sweep, then run (or resume) its cells as Tune trials.
 
 Storage layout (DESIGN.md): a sweep lives in `<storage>/<sweep>/` (`-smoke` appended for smoke
-runs); `<storage>` is a local or shared path or an `s3://` URI (`engine.storage`). Each run first restores the sweep's unfinished Tune experiments (`exp-000`, ...); cells
-that are in none of them run in a new experiment beside them, because `Tuner.restore` cannot add
-trials. A sweep whose cells have all finished (Tune says so and every fine-tuning row is on disk)
+runs); `<storage>` is a local or shared path or an `s3://` URI (`datasets.storage.location`). Each
+run first restores the sweep's unfinished Tune experiments (`exp-000`, ...); cells that are in none
+of them run in a new experiment beside them, because `Tuner.restore` cannot add trials. A sweep whose cells have all finished (Tune says so and every fine-tuning row is on disk)
 is not started again: Ray is not even started. `--fresh` renames the old directory to
 `<sweep>.old-<timestamp>`, once `RunOptions.confirm_fresh` agrees.
 
@@ -27,7 +27,7 @@ from engine.driver_lock import LOCK_NAME, DriverLock, DriverLockError, record_ra
 from engine.speed import Speed
 from engine.interrupt import SweepInterrupted
 from engine.spec import SweepSpec, cells, describe_cell
-from engine.storage import Location, StorageError
+from datasets.storage.location import Location, StorageError
 from engine.sweep_dir import cell_errors, cell_status, configs_in, experiments, report_other_schemas
 
 if TYPE_CHECKING:

@@ -3,7 +3,7 @@ statuses, which cells are finished, and cells made under another config schema.
 
 A sweep lives in `<storage>/<sweep>/` as one or more Tune experiments (`exp-000`, `exp-001`, ...),
 each with Tune's `experiment_state-*.json` snapshots and a `cell-<id>/` directory per trial. The
-storage is a local path or an `s3://` URI (`engine.storage.Location`); both are read the same way.
+storage is a local path or an `s3://` URI (`datasets.storage.location.Location`); both are read the same way.
 """
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 from engine.inputs import SCHEMA
-from engine.storage import Location
+from datasets.storage.location import Location
 
 __all__ = ["cell_errors", "cell_status", "configs_in", "experiments", "finetune_epochs", "report_other_schemas", "trial_states"]
 

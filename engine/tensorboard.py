@@ -17,7 +17,7 @@ from ray.tune import Callback
 from ray.tune.result import AUTO_RESULT_KEYS
 
 from engine.spec import describe_cell
-from engine.storage import Location
+from datasets.storage.location import Location
 
 __all__ = ["TENSORBOARD_DIR", "CellCurves", "run_name"]
 

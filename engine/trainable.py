@@ -35,7 +35,7 @@ from engine.loops import (
 from engine.predictions import read_log, write_log
 from engine.pretrain import FAULT_ENV, RunContext, maybe_fault, pretrain
 from engine.provenance import package_versions
-from engine.storage import Location
+from datasets.storage.location import Location
 from engine.threads import set_trial_threads
 
 __all__ = ["FAULT_ENV", "RunContext", "train_cell"]

@@ -22,7 +22,7 @@ import psutil
 import pytest
 
 from conftest import BUCKET, ROOT, this_checkout_env
-from engine.storage import Location
+from datasets.storage.location import Location
 
 pytestmark = pytest.mark.slow
 SMOKE_EPOCHS = 2

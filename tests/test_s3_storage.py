@@ -28,7 +28,7 @@ import pytest
 from conftest import BUCKET, ROOT
 from engine.driver_lock import DriverLockError, same_process, take_lock, this_host
 from engine.object_lock import LeaseLock, LockHeld
-from engine.storage import Location
+from datasets.storage.location import Location
 
 def keys(prefix: str) -> list[str]:
     """The objects under `prefix`, without the empty directory markers pyarrow writes (`.../`)."""
