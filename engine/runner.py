@@ -28,6 +28,7 @@ from engine.speed import Speed
 from engine.interrupt import SweepInterrupted
 from engine.spec import SweepSpec, cells, describe_cell
 from datasets.storage.location import Location, StorageError
+from datasets.storage.shared_cache import STORE_ENV
 from engine.sweep_dir import cell_errors, cell_status, configs_in, experiments, report_other_schemas
 
 if TYPE_CHECKING:
@@ -344,6 +345,24 @@ def _fit(tuner, watch) -> None:
         raise SweepInterrupted()
 
 
+def data_store(options: RunOptions) -> str | None:
+    """Where the driver shares the `.beton` files (`datasets.storage.shared_cache`): `$SWEEPS_BETON_STORE`,
+    else `<storage>/betons` for a sweep on object storage (its nodes share no disk), else nowhere."""
+    root = storage_root(options)
+    return os.environ.get(STORE_ENV) or ((root / "betons").uri if root.remote else None)
+
+
+def _share(source, split: str, beton: Path) -> None:
+    """Publish a data file the trials read, and the image check's record of its split, to the store."""
+    from datasets.storage.shared_cache import publish
+
+    files = [Path(beton)]
+    if hasattr(source, "skipped_log") and source.skipped_log(split).exists():
+        files.append(source.skipped_log(split))
+    for path in files:
+        publish(path)
+
+
 def _run(spec: SweepSpec, plan: Plan, options: RunOptions, directory: Location, lock: DriverLock) -> Location:
     for key, value in TUNE_ENV.items():
         os.environ.setdefault(key, value)
@@ -364,14 +383,16 @@ def _run_tune(spec: SweepSpec, plan: Plan, options: RunOptions, directory: Locat
     from engine.trainable import FAULT_ENV, RunContext, train_cell
 
     # Write the data files once here (with a progress bar, on every core: no trial runs yet) rather
-    # than in racing trials.
+    # than in racing trials, and share them through the store, if any, with nodes that lack them.
     workers = os.cpu_count() or 1
-    for target in plan.targets.values():
-        for split in target.splits:
-            target.beton(split, spec.recipe.finetune_resolution, num_workers=workers)
-    for src in plan.sources.values():
-        for split in ("train", src.holdout_split):  # what pre-training reads (DomainNet evaluates on "test")
-            src.beton(split, spec.recipe.pretrain_resolution, num_workers=workers)
+    store = data_store(options)
+    with _environ({STORE_ENV: store} if store else {}):
+        for target in plan.targets.values():
+            for split in target.splits:
+                _share(target, split, target.beton(split, spec.recipe.finetune_resolution, num_workers=workers))
+        for src in plan.sources.values():
+            for split in ("train", src.holdout_split):  # what pre-training reads (DomainNet evaluates on "test")
+                _share(src, split, src.beton(split, spec.recipe.pretrain_resolution, num_workers=workers))
 
     stale = report_other_schemas(directory, storage_root(options))
     context = RunContext(storage=storage_root(options).uri, data_root=options.data_root,
@@ -383,8 +404,8 @@ def _run_tune(spec: SweepSpec, plan: Plan, options: RunOptions, directory: Locat
     ray_context = ray.init(
         address=options.address, include_dashboard=True, dashboard_host="127.0.0.1",
         # SWEEPS_CACHE is not forced on the workers: a node started with its own keeps it (trainable)
-        runtime_env={"env_vars": {**TUNE_ENV,
-                                  FAULT_ENV: os.environ.get(FAULT_ENV, "")}},
+        runtime_env={"env_vars": {**TUNE_ENV, FAULT_ENV: os.environ.get(FAULT_ENV, ""),
+                                  **({STORE_ENV: store} if store else {})}},
         # the dashboard's Jobs page names the job by this (a `ray job submit` gives its own metadata)
         job_config=JobConfig(metadata={"job_name": directory.name}),
         log_to_driver=options.verbose > 1, configure_logging=False)

@@ -1,10 +1,10 @@
 """A multi-node Ray cluster on this machine (`ray.cluster_utils.Cluster`): a head that runs no
 trials and worker nodes each with its own SWEEPS_CACHE, sharing no storage path: the sweep lives on
 `s3://` (the `s3` fixture's local server), as on a cluster whose workers share no disk. The smoke
-sweep's trials land on more than one node, each node builds the `.beton` files it reads once in its
-own cache, and a worker node removed while a trial runs on it (chaos: a lost node) costs that trial
-a retry from its last checkpoint on the store, not a result: every cell ends finished exactly once
-per epoch.
+sweep's trials land on more than one node; each node copies the `.beton` files it reads once into
+its own cache from what the driver shared through the store (it converts none); and a worker node
+removed while a trial runs on it (chaos: a lost node) costs that trial a retry from its last
+checkpoint on the store, not a result: every cell ends finished exactly once per epoch.
 
 Ray runs under this test's own temporary directory and ports; only the nodes it started are
 stopped.
@@ -65,6 +65,7 @@ def cluster(tmp_path, monkeypatch):
         monkeypatch.setenv(key, value)  # the nodes' workers import this checkout
     c = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False,
                                                       "temp_dir": str(ray_tmp / "ray")})
+    c.logs = ray_tmp / "ray"   # the nodes' session logs (trials' output: worker-*.out)
     yield c
     c.shutdown()
 
@@ -133,9 +134,13 @@ def test_sweep_on_two_nodes_survives_a_lost_node(tmp_path, s3, cluster):
     used = set().union(*seen_on.values())
     assert len(used) >= 2, seen_on
     watch_betons()
+    output = "".join(p.read_text(errors="replace") for p in cluster.logs.glob("session_*/logs/worker-*.out"))
     for node in used:
         betons = sorted((caches[node] / "betons").glob("*.beton"))
         assert betons, node
+        # copied from what the driver shared through the store (the sweep is on s3://), never converted there
+        for beton in betons:
+            assert f"fetched {beton.name} from s3://{BUCKET}/multinode/betons into {beton.parent}" in output, beton
         # converted once: a second conversion would have renamed a new file (a new inode) over the first
         for beton in betons:
             assert beton.stat().st_ino == first_inode[(node, beton.name)], (node, beton.name)

@@ -270,3 +270,30 @@ def test_sweep_on_s3_survives_faults(s3, tmp_path):
 
     rows = list(csv.DictReader(points))
     assert {r["cell_id"] for r in rows} == {k.removeprefix("cell-") for k in epochs}, rows[:3]
+
+
+def test_a_node_copies_published_data_files_instead_of_converting_them(s3, tmp_path, monkeypatch):
+    import numpy as np
+
+    from datasets.storage.beton import ensure_beton, read_labels
+    from datasets.storage.shared_cache import STORE_ENV, fetch, publish
+
+    monkeypatch.setenv(STORE_ENV, f"s3://{BUCKET}/store/betons")
+    images = [(np.full((8, 8, 3), i, dtype=np.uint8), i % 3) for i in range(10)]
+    driver = tmp_path / "driver" / "toy-train-8px-0123456789abcdef.beton"
+    ensure_beton(driver, lambda: images, estimated_bytes=10_000, max_resolution=8)
+    skipped = driver.with_name(driver.name.replace(".beton", ".skipped.txt"))
+    skipped.write_text("# checked\n")
+    assert publish(driver) and publish(skipped)
+    assert not publish(driver)  # named by content: never uploaded twice
+    assert Location.of(f"s3://{BUCKET}/store/betons/{driver.name}").read_bytes() == driver.read_bytes()
+
+    def never() -> list:
+        raise AssertionError("converted although the store has the file")
+
+    node = tmp_path / "node" / driver.name  # another node's cache: empty
+    assert ensure_beton(node, never, estimated_bytes=10_000, max_resolution=8) == node
+    assert node.read_bytes() == driver.read_bytes() and read_labels(node).tolist() == [i % 3 for i in range(10)]
+    assert fetch(node.with_name(skipped.name)) and node.with_name(skipped.name).read_text() == "# checked\n"
+    assert not fetch(tmp_path / "node" / "other-train-8px-fedcba9876543210.beton")  # not in the store
+    assert not [p for p in node.parent.iterdir() if ".tmp" in p.name]

@@ -1,7 +1,8 @@
 """The `.beton` cache: one FFCV file per (source, split, resolution, content hash).
 
 Files are written under a temporary name and renamed when complete, under a file lock, so
-concurrent trials and interrupted runs never see a half-written file. Free disk space is checked
+concurrent trials and interrupted runs never see a half-written file. A file the node lacks is
+copied from the shared store when there is one (`shared_cache`), else written here. Free disk space is checked
 against an estimate before writing.
 """
 from __future__ import annotations
@@ -15,6 +16,7 @@ import numpy as np
 from filelock import FileLock
 
 from datasets.storage.atomic import atomic_write
+from datasets.storage.shared_cache import fetch
 
 
 def cache_root() -> Path:
@@ -62,6 +64,8 @@ def ensure_beton(
         if path.exists():  # another process wrote it while we waited
             return path
         check_free_space(path.parent, estimated_bytes)
+        if fetch(path):  # the driver published it to the shared store (datasets.storage.shared_cache)
+            return path
         from datasets.storage.ffcv_import import import_ffcv
 
         import_ffcv()

@@ -245,3 +245,22 @@ class Location:
 
         filesystem, path = self.fs()
         pyarrow.fs.copy_files(str(local), path, source_filesystem=_local_filesystem(), destination_filesystem=filesystem)
+
+    def upload_file(self, local: Path) -> None:
+        """Copy the local file `local` to this location, streamed (large files never sit in memory); a
+        reader never sees part of it (S3 shows an upload when it completes; locally it is renamed into place)."""
+        import pyarrow.fs
+
+        if not self.remote:
+            atomic_write(self.uri, lambda tmp: pyarrow.fs.copy_files(str(local), str(tmp)))
+            return
+        filesystem, path = self.fs()
+        pyarrow.fs.copy_files(str(local), path, source_filesystem=_local_filesystem(), destination_filesystem=filesystem)
+
+    def download_file(self, local: Path) -> None:
+        """Copy this file to the local path `local`, streamed, renamed into place when complete."""
+        import pyarrow.fs
+
+        filesystem, path = self.fs()
+        atomic_write(local, lambda tmp: pyarrow.fs.copy_files(path, str(tmp), source_filesystem=filesystem,
+                                                              destination_filesystem=_local_filesystem()))
