@@ -115,9 +115,7 @@ def test_bad_folders_and_stale_splits_are_one_line_errors(user_shift, tmp_path):
 
 
 def test_sweep_flags_come_together_and_bad_folders_stop_before_ray(user_shift, tmp_path):
-    spec = importlib.util.spec_from_file_location("support_shift_script", ROOT / "sweeps" / "support_shift.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = _script()
     args = argparse.Namespace(data_root=None, reference=str(user_shift["reference"]), shifted=None, split=None)
     with pytest.raises(ValueError, match="--reference, --shifted and --split go together: --shifted, --split missing"):
         script.build(args)
