@@ -115,8 +115,8 @@ def draw_figures(out: Path, finished: pd.DataFrame, trends: dict[str, Trend], gi
             f"resamples of the trials). Left: in-support shifts ({'; '.join(left)}); right: out-of-support shifts "
             f"({'; '.join(right)}). The rule of thumb (Cohen-Wang et al.): pre-training helps the right group, "
             "not the left.")))
-    for path, table, split, meta in natural or []:
-        _natural_split(drawn, out, path, table, split, meta, baseline, name, n_boot)
+    for shift in natural or []:
+        _natural_split(drawn, out, shift, baseline, name, n_boot)
     if (support is None or support.empty) and not grid.empty:
         grid.to_csv(out / "domain_er.csv", index=False)
         drawn.files.append("domain_er.csv")
@@ -205,31 +205,27 @@ def _residual_check(drawn: Drawn, out: Path, finished: pd.DataFrame, trends: dic
         "point (paper Fig. 3).")))
 
 
-def _natural_split(drawn: Drawn, out: Path, path: Path, table: pd.DataFrame, split, meta: dict, baseline: str,
-                   name: str, n_boot: int) -> None:
-    """The in-/out-of-support ER of one split natural shift, and its most in-/out-of-support images."""
-    import numpy as np
+def _natural_split(drawn: Drawn, out: Path, shift, baseline: str, name: str, n_boot: int) -> None:
+    """The in-/out-of-support ER of one split natural shift (`analysis.natural_split.SplitFigure`), and its
+    most in-/out-of-support images."""
+    from analysis.natural_split import natural_split_figure
 
-    from analysis.natural_split import natural_split_figure, read_features
-
-    stem = f"natural_split_{meta.get('name', meta['target'])}"
-    pd.DataFrame({"ratio": split.ratio, "probability": split.probability,
-                  "out_of_support": split.out_of_support}).to_csv(out / f"{stem}.csv", index_label="row")
+    stem = f"natural_split_{shift.name}"
+    shift.frame().to_csv(out / f"{stem}.csv", index_label="row")
     drawn.files.append(f"{stem}.csv")
-    if table.empty:
+    split = shift.split
+    if shift.table.empty:
         n_out = int(split.out_of_support.sum())
-        drawn.skipped.append(f"The split of {meta['target']}'s shift has no ER: {len(split.ratio) - n_out} "
-                             f"in-support and {n_out} out-of-support images (a part is empty, or so small that every scratch score on "
+        drawn.skipped.append(f"The split of {shift.title} has no ER: {len(split.ratio) - n_out} in-support and "
+                             f"{n_out} out-of-support images (a part is empty, or so small that every scratch score on "
                              "it is exactly 0 or 1, which no probit trend can fit), or its scratch or pre-trained trials "
                              "are missing.")
         return
-    arrays, _ = read_features(path)
-    natural_split_figure(table, split, arrays["thumbnails"], out / f"{stem}.png", baseline)
-    drawn.figures.append((stem, f"In-support and out-of-support parts of {meta['target']}'s natural shift "
-                                f"{meta['shift_name']}", (
-        f"The shifted set ({meta['shift_name']}) split by a domain classifier on {meta['encoder']} features "
-        f"(10-fold out-of-fold probabilities, temperature {split.temperature:.2f}): an image is out-of-support when "
-        f"its density ratio r >= 1/epsilon = {1 / split.epsilon:g} ({int(np.sum(split.out_of_support))} of "
-        f"{len(split.ratio)}). Left: mean ER (pp, {name}) of the pre-trained models on each part against the "
-        f"{baseline} trend of that part, with 95% CIs ({n_boot} resamples of the trials). Right: the shifted images "
-        "with the lowest (top) and highest (bottom) r.")))
+    if shift.no_grid:
+        drawn.skipped.append(shift.no_grid)
+    natural_split_figure(shift.table, split, shift.thumbnails, out / f"{stem}.png", baseline)
+    images = (" Right: the shifted images with the lowest (top) and highest (bottom) r." if shift.thumbnails is not None
+              else "")
+    drawn.figures.append((stem, f"In-support and out-of-support parts of {shift.title}", (
+        f"{shift.how} Left: mean ER (pp, {name}) of the pre-trained models on each part against the {baseline} trend "
+        f"of that part, with 95% CIs ({n_boot} resamples of the trials).{images}")))

@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,26 +27,29 @@ from analysis.support import SUPPORT_COLUMNS
 from analysis.support_split import EPSILON, ShiftSplit, split_shift
 from analysis.trends import bootstrap_cluster_mean_ci, effective_robustness, fit_trend
 
-FEATURES_GLOB = "natural/*.features.npz"
+NATURAL_DIR = "natural"  # <sweep>/natural/: the files of its natural shifts
 
 
-def read_features(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict]:
-    """(arrays, meta) of a features file, a local path or a URI."""
+def read_bytes(path: str | os.PathLike) -> bytes:
+    """A whole file's bytes, a local path or a URI."""
     if remote.is_uri(path):
         from pyarrow import fs as pafs
 
         filesystem, where = pafs.FileSystem.from_uri(str(path))
         with filesystem.open_input_stream(where) as f:
-            source = io.BytesIO(f.read())
-    else:
-        source = path
-    with np.load(source) as stored:
-        arrays = {k: stored[k] for k in stored.files if k != "meta"}
+            return f.read()
+    return Path(path).read_bytes()
+
+
+def read_features(path: str | os.PathLike, keys: tuple[str, ...] | None = None) -> tuple[dict[str, np.ndarray], dict]:
+    """(arrays, meta) of a features file, a local path or a URI; only the arrays `keys` when given."""
+    with np.load(io.BytesIO(read_bytes(path)) if remote.is_uri(path) else path) as stored:
+        arrays = {k: stored[k] for k in stored.files if k != "meta" and (keys is None or k in keys)}
         return arrays, json.loads(str(stored["meta"]))
 
 
-def find_features(paths) -> list[Path | str]:
-    """The features files of sweep directories, local or URIs (`<sweep>/natural/*.features.npz`)."""
+def find_natural(paths, suffix: str = ".features.npz") -> list[Path | str]:
+    """The files `<sweep>/natural/*<suffix>` of sweep directories, local or URIs."""
     found: list[Path | str] = []
     for p in paths:
         if remote.is_uri(p):
@@ -54,10 +58,15 @@ def find_features(paths) -> list[Path | str]:
             filesystem, root = pafs.FileSystem.from_uri(str(p))
             infos = filesystem.get_file_info(pafs.FileSelector(f"{root.rstrip('/')}/natural", allow_not_found=True))
             found += sorted(remote.join(str(p), "natural", i.base_name) for i in infos
-                            if i.base_name.endswith(".features.npz"))
+                            if i.base_name.endswith(suffix))
         elif Path(p).is_dir():
-            found += sorted(Path(p).glob(FEATURES_GLOB))
+            found += sorted(Path(p).glob(f"{NATURAL_DIR}/*{suffix}"))
     return found
+
+
+def find_features(paths) -> list[Path | str]:
+    """The features files of sweep directories, local or URIs (`<sweep>/natural/*.features.npz`)."""
+    return find_natural(paths, ".features.npz")
 
 
 def part_points(rows: pd.DataFrame, trials: pd.DataFrame, split: str, parts: dict[str, np.ndarray],
@@ -111,16 +120,50 @@ def natural_split_er(features: str | os.PathLike, rows: pd.DataFrame, trials: pd
     return pd.DataFrame.from_records(records, columns=SUPPORT_COLUMNS), split, meta
 
 
-def natural_split_figure(table: pd.DataFrame, split: ShiftSplit, thumbnails: np.ndarray, out_path: Path,
+@dataclass(frozen=True)
+class SplitFigure:
+    """One split natural shift as the report draws it: the embedded one (`embedded_figure`) or a user's
+    own (`analysis.user_split`)."""
+
+    name: str                       # the files' stem: natural_split_<name>
+    title: str                      # e.g. "synthcam's natural shift synthcam test"
+    table: pd.DataFrame             # SUPPORT_COLUMNS rows of its in-support and out-of-support parts
+    split: ShiftSplit
+    how: str                        # the caption's first sentence: how the shifted set was split
+    thumbnails: np.ndarray | None   # (n_shift, h, w, 3) uint8 in the split's order; None: no image grid
+    files: np.ndarray | None = None  # the shifted images' files, when known
+    no_grid: str | None = None      # why there is no image grid (one line)
+
+    def frame(self) -> pd.DataFrame:
+        """The split, one row per shifted image (`natural_split_<name>.csv`)."""
+        files = {} if self.files is None else {"file": self.files}
+        return pd.DataFrame({**files, "ratio": self.split.ratio, "probability": self.split.probability,
+                             "out_of_support": self.split.out_of_support})
+
+
+def embedded_figure(path: str | os.PathLike, table: pd.DataFrame, split: ShiftSplit, meta: dict) -> SplitFigure:
+    """The figure of a natural shift split here (`natural_split_er`) from its features file."""
+    how = (f"The shifted set ({meta['shift_name']}) split by a domain classifier on {meta['encoder']} features "
+           f"(10-fold out-of-fold probabilities, temperature {split.temperature:.2f}): an image is out-of-support "
+           f"when its density ratio r >= 1/epsilon = {1 / split.epsilon:g} ({int(np.sum(split.out_of_support))} of "
+           f"{len(split.ratio)}).")
+    thumbnails = read_features(path, ("thumbnails",))[0]["thumbnails"] if not table.empty else None
+    return SplitFigure(meta.get("name", meta["target"]), f"{meta['target']}'s natural shift {meta['shift_name']}",
+                       table, split, how, thumbnails)
+
+
+def natural_split_figure(table: pd.DataFrame, split: ShiftSplit, thumbnails: np.ndarray | None, out_path: Path,
                          baseline: str = "scratch", per_side: int = 8) -> Path:
     """In-support and out-of-support ER side by side, and the most in-support (lowest density ratio)
-    and most out-of-support (highest) shifted images; PNG and PDF."""
+    and most out-of-support (highest) shifted images (none when `thumbnails` is None); PNG and PDF.
+    `table`: the in-support row, then the out-of-support one."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(7.0, 3.0), dpi=200)
+    columns = 1 + (per_side if thumbnails is not None else 0)
+    fig = Figure(figsize=(7.0 if thumbnails is not None else 2.5, 3.0), dpi=200)
     FigureCanvasAgg(fig)
-    grid = fig.add_gridspec(2, 1 + per_side, width_ratios=[per_side * 0.45] + [1] * per_side)
+    grid = fig.add_gridspec(2, columns, width_ratios=[per_side * 0.45] + [1] * (columns - 1))
     ax = fig.add_subplot(grid[:, 0])
     m = 100 * table["mean_er"].to_numpy(float)
     lo, hi = 100 * table["er_ci_lo"].to_numpy(float), 100 * table["er_ci_hi"].to_numpy(float)
@@ -130,9 +173,10 @@ def natural_split_figure(table: pd.DataFrame, split: ShiftSplit, thumbnails: np.
     ax.set_xticklabels([f"in-support\n({int((~split.out_of_support).sum())})",
                         f"out-of-support\n({int(split.out_of_support.sum())})"], fontsize=6)
     ax.set_ylabel(f"ER vs {baseline} (pp)", fontsize=7)
-    order = np.argsort(split.ratio)
-    for row, (title, picks) in enumerate((("most in-support", order[:per_side]),
-                                          ("most out-of-support", order[::-1][:per_side]))):
+    # lowest r first and highest r first; equal ratios in the split's order
+    rows = (("most in-support", np.argsort(split.ratio, kind="stable")[:per_side]),
+            ("most out-of-support", np.argsort(-split.ratio, kind="stable")[:per_side]))
+    for row, (title, picks) in enumerate(rows if thumbnails is not None else ()):
         for j, i in enumerate(picks):
             a = fig.add_subplot(grid[row, 1 + j])
             a.imshow(thumbnails[i])

@@ -35,9 +35,10 @@ from analysis.groups import (
 from analysis.ingest import load_tables
 from analysis.selection import model_selection
 from analysis.summary import TREND_COLUMNS, fit_groups, summarize_groups
-from analysis.natural_split import find_features, natural_split_er
+from analysis.natural_split import embedded_figure, find_features, natural_split_er
 from analysis.support import by_support, support_lines, support_table
 from analysis.transforms import check_transform
+from analysis.user_split import read_user_splits, user_figure
 from analysis.trends import Trend, effective_robustness
 
 __all__ = [
@@ -142,11 +143,13 @@ def write_report(
     selection = model_selection(finished, metric, ood_set)
     findings = finding_lines(table, str(baseline))
     grid = domain_er_grid(finished, metric, str(baseline), transform, n_boot, seed)
-    support = support_table(grid, finished)
-    natural = [(path, *natural_split_er(path, finished, trials, metric, transform, n_boot, seed))
+    user_splits, split_notes = read_user_splits(path_list, finished)  # a user's own shift: split by `split`
+    support = support_table(grid, finished, {k: n for u in user_splits.values() for k, n in u.sizes().items()})
+    natural = [embedded_figure(path, *natural_split_er(path, finished, trials, metric, transform, n_boot, seed))
                for path in find_features(path_list)]
     if natural:
-        support = by_support(pd.concat([support, *(table for _, table, _, _ in natural)], ignore_index=True))
+        support = by_support(pd.concat([support, *(shift.table for shift in natural)], ignore_index=True))
+    natural += [user_figure(mine, support) for mine in user_splits.values()]
     compared = compare(claims or [], table, support if not support.empty else grid)
 
     out_text = _out_location(path_list[0], out_dir)
@@ -171,7 +174,7 @@ def write_report(
             written += drawn.files
         from analysis.html_report import ReportPage, render
 
-        notes = report_notes(rows, metric, ood_set, str(baseline), given) + checks
+        notes = report_notes(rows, metric, ood_set, str(baseline), given) + split_notes + checks
         page = ReportPage(
             paths=[str(p) for p in path_list], transform=transform, baseline=str(baseline),
             group_by=group_by, trials=trials, n_points=len(rows), summary=table, colors=colors,

@@ -38,7 +38,8 @@ def support_of(shift: str, p: float | None) -> str:
 SPLIT_PARTS = {"in_support": "in-support", "out_of_support": "out-of-support"}
 
 
-def _target_options(text: object) -> dict:
+def target_options_of(text: object) -> dict:
+    """A target's options from their JSON text (`{}` when unreadable)."""
     try:
         options = json.loads(text or "{}")
     except (TypeError, json.JSONDecodeError):
@@ -46,7 +47,7 @@ def _target_options(text: object) -> dict:
     return options if isinstance(options, dict) else {}
 
 
-def _synthetic_shift(target: str, options: dict, ood_set: str) -> tuple[str, str, str] | None:
+def _synthetic_shift(target: str, options: dict, ood_set: str, size: int | None) -> tuple[str, str, str] | None:
     """(support, shift, reference) of a `support_shift` target's shifted set, else None."""
     if "shifts" not in options or "p" not in options or ood_set not in options["shifts"]:
         return None
@@ -54,29 +55,35 @@ def _synthetic_shift(target: str, options: dict, ood_set: str) -> tuple[str, str
     return support_of(ood_set, p), ood_set, "untinted" if p is None else f"tint p={p:g}"
 
 
-def _split_part(target: str, options: dict, ood_set: str) -> tuple[str, str, str] | None:
-    """(support, shift, reference) of a part of a user's split shift (`shift_folders`), else None."""
+def _split_part(target: str, options: dict, ood_set: str, size: int | None) -> tuple[str, str, str] | None:
+    """(support, shift, reference) of a part of a user's split shift (`shift_folders`), else None; the shift
+    named as the embedded natural parts are, with its image count when known."""
     if "split" not in options or ood_set not in SPLIT_PARTS:
         return None
     kind = SPLIT_PARTS[ood_set]
-    return kind, f"{Path(str(options.get('shifted', target))).name} ({kind} part)", f"natural: {target}"
+    count = f", {size} images" if size is not None else ""
+    return kind, f"{Path(str(options.get('shifted', target))).name} ({kind} part{count})", f"natural: {target}"
 
 
 # how each kind of target names its OOD sets in the support table: the first that knows the set wins
 SHIFT_NAMERS = (_synthetic_shift, _split_part)
 
 
-def support_table(grid: pd.DataFrame, points: pd.DataFrame) -> pd.DataFrame:
+def support_table(grid: pd.DataFrame, points: pd.DataFrame, sizes: dict[tuple[str, str], int] | None = None
+                  ) -> pd.DataFrame:
     """``SUPPORT_COLUMNS``: the rows of ``grid`` (``analysis.domain_grid.domain_er_grid``) whose target
     is a shifted reference distribution or a user's split shift, each named by its shift and support
-    (``SHIFT_NAMERS``); empty otherwise. In-support rows first (by p), then out-of-support ones."""
+    (``SHIFT_NAMERS``; `sizes`: the images of (target, OOD set) where known); empty otherwise.
+    In-support rows first (by p), then out-of-support ones."""
     if grid.empty or "target_options" not in points.columns:
         return pd.DataFrame(columns=SUPPORT_COLUMNS)
-    options = points.groupby("target")["target_options"].first().map(_target_options).to_dict()
+    options = points.groupby("target")["target_options"].first().map(target_options_of).to_dict()
     records = []
     for _, row in grid.iterrows():
         opts = options.get(row["target"], {})
-        named = next((n for n in (f(str(row["target"]), opts, row["ood_domain"]) for f in SHIFT_NAMERS) if n), None)
+        size = (sizes or {}).get((str(row["target"]), row["ood_domain"]))
+        named = next((n for n in (f(str(row["target"]), opts, row["ood_domain"], size) for f in SHIFT_NAMERS) if n),
+                     None)
         if named is None:
             continue
         support, shift, reference = named

@@ -38,6 +38,12 @@ class FolderImages:
             return np.asarray(img.convert("RGB").resize((self.resolution, self.resolution))), 0
 
 
+def features_beside(split: str | Path) -> Path:
+    """The features file that the split command wrote beside `split` (`PREFIX.split.csv` -> `PREFIX.features.npz`)."""
+    split = Path(split)
+    return split.with_name(f"{split.name.removesuffix('.csv').removesuffix('.split')}.features.npz")
+
+
 def _folder(text: str) -> Path:
     path = Path(text).expanduser()
     if not path.is_dir():
@@ -105,15 +111,16 @@ def split_main(argv: list[str]) -> int:
         out.parent.mkdir(parents=True, exist_ok=True)
         buffer = io.BytesIO()
         np.savez_compressed(buffer, **arrays)
-        atomic_write(Path(f"{out}.features.npz"), buffer.getvalue())
+        atomic_write(features_beside(f"{out}.split.csv"), buffer.getvalue())
         split = split_shift(arrays["reference"], arrays["shifted"], epsilon=args.epsilon)
     except (ValueError, OSError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     import pandas as pd
 
-    pd.DataFrame({"file": shift_images.files, "ratio": split.ratio, "probability": split.probability,
-                  "out_of_support": split.out_of_support}).to_csv(f"{out}.split.csv", index=False)
+    table = pd.DataFrame({"file": shift_images.files, "ratio": split.ratio, "probability": split.probability,
+                          "out_of_support": split.out_of_support})
+    atomic_write(Path(f"{out}.split.csv"), table.to_csv(index=False))
     print(f"{int(split.out_of_support.sum())} of {len(split.ratio)} shifted images are out-of-support "
           f"(r >= {1 / args.epsilon:g}; temperature {split.temperature:.2f}); wrote {out}.features.npz and "
           f"{out}.split.csv")

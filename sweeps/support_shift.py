@@ -24,6 +24,7 @@ from analysis.claims import Claim, support_rule
 from engine import EMBEDDED_RECIPE, REFERENCE_RECIPE, SweepSpec, Target
 from engine.cli import REAL_ARCHS, embedded_help, sweep_main
 from engine.features import write_natural_features
+from engine.split_files import write_user_splits
 
 P_GRID = (0.9, 0.8, 0.7, 0.6, 0.5)
 # The embedded reference: synthnet-style classes other than the pre-training source's draw (seed 1).
@@ -108,10 +109,12 @@ def build_paper(args) -> SweepSpec:
 
 
 def natural_features(directory, spec: SweepSpec, options) -> None:
-    """After the cells: the encoder's features of each natural shift, for the report's split."""
-    yours = {t.name for t in spec.all_targets() if t.registered == "shift_folders"}  # split by `split` already
+    """After the cells: the encoder's features of each natural shift, for the report's split; your own
+    shift, split by `split` already, has its split file and thumbnails copied into the sweep instead."""
+    yours = {t.name for t in spec.all_targets() if t.registered == "shift_folders"}
     natural = NATURAL_REAL if options.data_root else NATURAL
     write_natural_features({k: v for k, v in natural.items() if k not in yours}, directory, spec, options)
+    write_user_splits(spec, directory)
 
 
 if __name__ == "__main__":

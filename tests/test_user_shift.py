@@ -115,9 +115,7 @@ def test_bad_folders_and_stale_splits_are_one_line_errors(user_shift, tmp_path):
 
 
 def test_sweep_flags_come_together_and_bad_folders_stop_before_ray(user_shift, tmp_path):
-    spec = importlib.util.spec_from_file_location("support_shift_script", ROOT / "sweeps" / "support_shift.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = _script()
     args = argparse.Namespace(data_root=None, reference=str(user_shift["reference"]), shifted=None, split=None)
     with pytest.raises(ValueError, match="--reference, --shifted and --split go together: --shifted, --split missing"):
         script.build(args)
@@ -153,8 +151,101 @@ def test_support_table_names_the_two_parts_of_a_split_shift():
         ["out-of-support", "natural: mine", "sketch (out-of-support part)", 0.04]]
 
 
+def _script():
+    spec = importlib.util.spec_from_file_location("support_shift_script", ROOT / "sweeps" / "support_shift.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    return script
+
+
+def _split_shift_spec(reference: Path, shifted: Path, split: Path):
+    return _script().build(argparse.Namespace(data_root=None, reference=str(reference), shifted=str(shifted),
+                                              split=str(split)))
+
+
+def _drawn_grid(monkeypatch, draw) -> dict[str, list[np.ndarray]]:
+    """The images `draw()` puts in each row of a split figure's grid, by the row's label."""
+    import matplotlib.figure
+
+    rows: dict[str, list[np.ndarray]] = {}
+    real_savefig = matplotlib.figure.Figure.savefig
+
+    def keep(fig, path, *args, **kwargs):
+        label = None
+        for ax in fig.axes[1:] if str(path).endswith(".png") else ():  # the same figure is saved as PDF too  # the first axes holds the ER bars
+            label = ax.get_ylabel() or label
+            rows.setdefault(label, []).append(np.asarray(ax.get_images()[0].get_array()))
+        return real_savefig(fig, path, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", keep)
+    draw()
+    return rows
+
+
+def test_the_split_figure_shows_the_images_the_split_file_ranks_most_in_and_out_of_support(user_shift, tmp_path,
+                                                                                          monkeypatch, capsys):
+    """The sweep copies the split file and the thumbnails into its directory; the report's grid shows the
+    shifted images of the lowest and highest ratios of the split file (read here with the csv module, the
+    images read from the shifted folder); without the features file it says so in one line."""
+    import json
+
+    from PIL import Image
+
+    from analysis.figures import Drawn, _natural_split
+    from analysis.user_split import read_user_splits, user_figure
+    from engine.split_files import write_user_splits
+
+    sweep = tmp_path / "sweep"
+    spec = _split_shift_spec(user_shift["reference"], user_shift["shifted"], user_shift["split"])
+    write_user_splits(spec, sweep)
+    assert (sweep / "natural" / "mine.split.csv").read_bytes() == user_shift["split"].read_bytes()
+    with open(user_shift["split"], newline="") as f:
+        listed = [(float(r["ratio"]), k, r["file"]) for k, r in enumerate(csv.DictReader(f))]
+    lowest = [name for _, _, name in sorted(listed)[:8]]
+    highest = [name for _, _, name in sorted(listed, key=lambda t: (-t[0], t[1]))[:8]]
+    n_out = sum(r >= 10 for r, _, _ in listed)  # out_of_support is ratio >= 1/epsilon (tested in test_support_split)
+
+    points = pd.DataFrame({"target": ["mine"], "target_options": [json.dumps(spec.targets[0].options)]})
+    splits, notes = read_user_splits([sweep], points)
+    assert notes == [] and splits["mine"].sizes() == {("mine", "in_support"): len(listed) - n_out,
+                                                      ("mine", "out_of_support"): n_out}
+    support = pd.DataFrame([{"support": kind, "shift": f"shifted ({kind} part)", "reference": "natural: mine",
+                             "target": "mine", "group": "mine: synthnet/full", "baseline": "mine: scratch",
+                             "mean_er": er, "er_ci_lo": er - 0.02, "er_ci_hi": er + 0.02, "n_trials": 3}
+                            for kind, er in (("out-of-support", 0.03), ("in-support", -0.01))])
+    figure = user_figure(splits["mine"], support)
+    assert figure.table["support"].tolist() == ["in-support", "out-of-support"]
+    drawn = Drawn()
+    grid = _drawn_grid(monkeypatch, lambda: _natural_split(drawn, tmp_path, figure, "scratch", "macro-F1", 100))
+    image = lambda name: np.asarray(Image.open(user_shift["shifted"] / name).convert("RGB"))  # noqa: E731
+    assert [g.shape for g in grid["most in-support"]] == [(32, 32, 3)] * 8
+    for label, names in (("most in-support", lowest), ("most out-of-support", highest)):
+        assert all(np.array_equal(got, image(name)) for got, name in zip(grid[label], names, strict=True)), label
+    assert (tmp_path / "natural_split_mine.png").stat().st_size > 1000 and (tmp_path / "natural_split_mine.pdf").exists()
+    assert drawn.skipped == [] and drawn.figures[0][0] == "natural_split_mine"
+
+    # the same split file without its features file beside it: no thumbnails, one line, and the ER figure still
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    shutil.copy(user_shift["split"], alone / "mine.split.csv")
+    capsys.readouterr()
+    write_user_splits(_split_shift_spec(user_shift["reference"], user_shift["shifted"], alone / "mine.split.csv"),
+                      sweep)
+    said = capsys.readouterr().out.strip().splitlines()
+    assert said == [f"mine: no image grid in the report: {alone / 'mine.features.npz'} is missing beside the split "
+                    "file (support_shift.py split writes both)"]
+    assert not (sweep / "natural" / "mine.thumbnails.npz").exists()  # the earlier run's copy is gone
+    splits, _ = read_user_splits([sweep], points)
+    drawn = Drawn()
+    grid = _drawn_grid(monkeypatch, lambda: _natural_split(drawn, tmp_path / "alone", user_figure(splits["mine"],
+                                                                                                 support),
+                                                           "scratch", "macro-F1", 100))
+    assert grid == {} and (tmp_path / "alone" / "natural_split_mine.png").exists()
+    assert len(drawn.skipped) == 1 and "has no image grid" in drawn.skipped[0] and "\n" not in drawn.skipped[0]
+
+
 @pytest.mark.slow
-def test_a_sweep_on_a_split_shift_reports_each_part(user_shift, smoke_runs):
+def test_a_sweep_on_a_split_shift_reports_each_part(user_shift, smoke_runs, tmp_path):
     from analysis.ingest import load_experiments, load_trials
     from analysis.predictions import read_predictions
 
@@ -179,8 +270,23 @@ def test_a_sweep_on_a_split_shift_reports_each_part(user_shift, smoke_runs):
             assert reported[f"{name}_acc"].tolist() == pytest.approx([np.mean(p[mask] == y_true[mask]) for p in y_pred])
         assert reported["ood_acc"].tolist() == pytest.approx([np.mean(p == y_true) for p in y_pred])
     support = pd.read_csv(sweep / "report" / "support_er.csv")
+    marked = _marked(user_shift["split"])
     assert support[["support", "reference", "shift"]].values.tolist() == [
-        ["in-support", "natural: mine", "shifted (in-support part)"],
-        ["out-of-support", "natural: mine", "shifted (out-of-support part)"]]
+        ["in-support", "natural: mine", f"shifted (in-support part, {len(marked[False])} images)"],
+        ["out-of-support", "natural: mine", f"shifted (out-of-support part, {len(marked[True])} images)"]]
     assert support["mean_er"].notna().all()
-    assert "natural: mine -> shifted (out-of-support part)" in out.stdout
+    assert f"natural: mine -> shifted (out-of-support part, {len(marked[True])} images)" in out.stdout
+    # the split figure, its grid drawn from the thumbnails the sweep copied (what it shows: tested above)
+    assert (sweep / "natural" / "mine.thumbnails.npz").exists()
+    for suffix in ("png", "pdf"):
+        assert (sweep / "report" / f"natural_split_mine.{suffix}").stat().st_size > 1000
+    assert "In-support and out-of-support parts of mine" in (sweep / "report" / "report.html").read_text()
+    # without the thumbnails (no features file beside the split file): one line says so, the rest is written
+    from analysis.report import write_report
+
+    (sweep / "natural" / "mine.thumbnails.npz").unlink()
+    again = write_report([sweep], out_dir=tmp_path / "again")
+    html = (again / "report.html").read_text()
+    assert html.count("has no image grid") == 1 and "In-support and out-of-support parts of mine" in html
+    pd.testing.assert_frame_equal(pd.read_csv(again / "support_er.csv"), support)
+    assert (again / "natural_split_mine.png").exists() and (again / "support_er.png").exists()
