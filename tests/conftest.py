@@ -100,19 +100,15 @@ def s3(tmp_path_factory):
             time.sleep(0.2)
     env = {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
            "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"}
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    import boto3
-
-    boto3.client("s3").create_bucket(Bucket=BUCKET)
     try:
-        yield env
+        with pytest.MonkeyPatch.context() as patch:  # the variables are put back when the session ends
+            for key, value in env.items():
+                patch.setenv(key, value)
+            import boto3
+
+            boto3.client("s3").create_bucket(Bucket=BUCKET)
+            yield env
     finally:
-        for key, value in old.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
         os.killpg(server.pid, signal.SIGKILL)
         server.wait()
         log.close()
