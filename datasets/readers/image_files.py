@@ -173,7 +173,8 @@ class ImageFiles:
         try:
             with Image.open(self.root / self.files[i]) as img:
                 img.draft("RGB", (self.max_resolution, self.max_resolution))
-                img = img.convert("RGB")
+                if img.mode != "RGB":  # convert() would copy an RGB image too
+                    img = img.convert("RGB")
                 if self.square:  # the whole frame squeezed to a square, as WILDS' Resize((448, 448))
                     img = img.resize((self.max_resolution, self.max_resolution), Image.BILINEAR)
                 image = np.asarray(img)
