@@ -5,10 +5,12 @@ The cells are equal: the smoke-sized embedded sweep's `quantity=300` cell of res
 sweep runs through `run_sweep` on a Ray cluster started beforehand (`ray.cluster_utils.Cluster`,
 its start timed apart), in a fresh storage dir, so no pre-trained model is reused:
 - a 2-CPU node at 2, 4 and 8 cells (two trials at a time);
-- a 1-CPU node at 2 and 8 cells (one trial at a time). The headline, parallel efficiency at 2
-  trials, compares the wall time each added cell costs: (per cell, 1 at a time) / (2 x per cell,
-  2 at a time). The fixed part (validation, Tune, each actor's start, imports and FFCV JIT: paid
-  once per trial slot) is printed apart, with the whole sweeps' wall-time efficiency;
+- the same node at 2 and 8 cells with one trial at a time (`max_concurrent=1`: the cores, the
+  trials' threads and the work are those of a 1-CPU node; one cluster start is saved). The
+  headline, parallel efficiency at 2 trials, compares the wall time each added cell costs: (per
+  cell, 1 at a time) / (2 x per cell, 2 at a time). The fixed part (validation, Tune, each actor's
+  start, imports and FFCV JIT: paid once per trial slot) is printed apart, with the whole sweeps'
+  wall-time efficiency. A 1-cell sweep (`--quick`) runs one trial either way, so it is run once;
 - two 1-CPU nodes on the same cores at 2 cells, against the 2-CPU node at 2 cells: what running
   over two Ray nodes costs (object transfers, two raylets), reported without a goal.
 Each process's fixed costs (actor start, FFCV's JIT of its loaders) are in these wall times: a
@@ -26,6 +28,7 @@ from pathlib import Path
 from common import headline, isolate_ray, stopwatch
 
 GOAL = 0.85
+ONE_AT_A_TIME = "1 node x 2 CPUs, 1 trial at a time"
 
 
 def spec_for(cells: int, quick: bool):
@@ -44,10 +47,11 @@ def spec_for(cells: int, quick: bool):
                      source_options={"synthnet": source}, target_options=target)
 
 
-def sweep_seconds(cells: int, address: str, storage: Path, quick: bool) -> float:
+def sweep_seconds(cells: int, address: str, storage: Path, quick: bool, max_concurrent: int | None = None) -> float:
     from engine.runner import RunOptions, run_sweep
 
-    options = RunOptions(address=address, storage_path=str(storage), cpus_per_trial=1, verbose=0)
+    options = RunOptions(address=address, storage_path=str(storage), cpus_per_trial=1, verbose=0,
+                         max_concurrent=max_concurrent)
     with stopwatch() as elapsed:
         run_sweep(spec_for(cells, quick), options)
     return elapsed()
@@ -80,36 +84,41 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-scaling-") as tmp:
         tmp = Path(tmp)
 
-        def on_cluster(label: str, cpus_per_node: list[int], runs: list[int]) -> None:
+        def on_cluster(cpus_per_node: list[int], runs: list[tuple[str, int, int | None]]) -> None:
+            """Start a cluster of `cpus_per_node`, then run each (label, cells, max_concurrent) sweep on it."""
             with stopwatch() as start_s:
                 cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": cpus_per_node[0]})
                 for cpus in cpus_per_node[1:]:
                     cluster.add_node(num_cpus=cpus)
                 cluster.wait_for_nodes()
             try:
-                for cells in runs:
-                    walls[label, cells] = sweep_seconds(cells, cluster.address, tmp / f"{label}-{cells}", args.quick)
+                for label, cells, limit in runs:
+                    if (label, cells) not in walls:
+                        walls[label, cells] = sweep_seconds(cells, cluster.address, tmp / f"{label}-{cells}", args.quick,
+                                                            limit)
                     print(f"  {label}: {cells} cells in {walls[label, cells]:.1f} s "
                           f"({walls[label, cells] / cells:.1f} s per cell)", flush=True)
+                    if cells == 1:  # one trial whatever the limit: the same sweep as one at a time
+                        walls.setdefault((ONE_AT_A_TIME, 1), walls[label, 1])
             finally:
                 cluster.shutdown()
-            print(f"  ({label}: cluster start {start_s():.1f} s, not in the times above)", flush=True)
+            print(f"  ({' x '.join(map(str, cpus_per_node))}-CPU cluster start {start_s():.1f} s, not in the times above)",
+                  flush=True)
 
-        on_cluster("1 node x 2 CPUs", [2], counts)
-        on_cluster("1 node x 1 CPU", [1], [first, last])
-        on_cluster("2 nodes x 1 CPU", [1, 1], [first])
+        on_cluster([2], [*(("1 node x 2 CPUs", c, None) for c in counts), *((ONE_AT_A_TIME, c, 1) for c in (first, last))])
+        on_cluster([1, 1], [("2 nodes x 1 CPU", first, None)])
 
     def slope(label: str) -> float:
         """Wall seconds per added cell: what the work costs once the fixed part is paid."""
         return (walls[label, last] - walls[label, first]) / (last - first)
 
-    one, two = slope("1 node x 1 CPU"), slope("1 node x 2 CPUs")
-    for label, cluster, per_cell in (("1 trial at a time", "1 node x 1 CPU", one),
+    one, two = slope(ONE_AT_A_TIME), slope("1 node x 2 CPUs")
+    for label, cluster, per_cell in (("1 trial at a time", ONE_AT_A_TIME, one),
                                      ("2 trials at a time", "1 node x 2 CPUs", two)):
         fixed = walls[cluster, first] - first * per_cell
         print(f"  {label}: {per_cell:.2f} s per added cell, fixed part {fixed:.1f} s (validation, Tune, actor start "
               "and imports, FFCV JIT of each actor's loaders)", flush=True)
-    wall_one, wall_two = walls["1 node x 1 CPU", last], walls["1 node x 2 CPUs", last]
+    wall_one, wall_two = walls[ONE_AT_A_TIME, last], walls["1 node x 2 CPUs", last]
     print(f"  whole sweeps of {last} cells: 1 trial at a time {wall_one:.1f} s | 2 at a time {wall_two:.1f} s | "
           f"wall-time efficiency {wall_one / (2 * wall_two):.2f} (fixed parts included)", flush=True)
     multi = walls["2 nodes x 1 CPU", first] / walls["1 node x 2 CPUs", first] - 1

@@ -181,13 +181,14 @@ def main(argv=None) -> int:
             sweep_dir = run_sweep(spec, options)
         inside = in_trial_seconds(sweep_dir)
 
-        with stopwatch() as ray_s:
+        # one Ray instance, started and stopped as run_sweep does (dashboard on), runs the no-op trials
+        # in between: its start and stop are timed, the no-op runs apart
+        with stopwatch() as start_s:
             ray.init(include_dashboard=True, dashboard_host="127.0.0.1", configure_logging=False, log_to_driver=False)
-            ray.shutdown()
-        ray.init(include_dashboard=False, configure_logging=False, log_to_driver=False)
         one = noop_tune_seconds(1, args.cpus, tmp / "noop")
         three = noop_tune_seconds(3, args.cpus, tmp / "noop")
-        ray.shutdown()
+        with stopwatch() as stop_s:
+            ray.shutdown()
 
     order = sorted(inside, key=lambda c: inside[c][0])  # the trials in the order they ran (one at a time)
     tune_per_trial = max(0.0, (three - one) / 2)
@@ -203,7 +204,7 @@ def main(argv=None) -> int:
           f"{(sweep_total - plain_total) / plain_total:.1%} at {len(grid)} cells", flush=True)
     print(f"  inside the trials: {', '.join(f'{inside[c][1]:.1f}' for c in order)} s (Tune's time_total_s, same "
           f"cells and order); outside them: {sweep_total - sum(t for _, t in inside.values()):.1f} s", flush=True)
-    print(f"  fixed per sweep: {per_sweep:.1f} s, of which validate {validate_s():.1f} s, Ray start/stop {ray_s():.1f} s, "
+    print(f"  fixed per sweep: {per_sweep:.1f} s, of which validate {validate_s():.1f} s, Ray start/stop {start_s() + stop_s():.1f} s, "
           f"Tune + first actor start + its imports {one - tune_per_trial:.1f} s (no-op trials), and the first "
           f"trial's warm-up beyond the plain loop's first cell {first_extra:.1f} s (WordNet, dataset modules, "
           "numba's first compilations: the plain process had them from validating)", flush=True)

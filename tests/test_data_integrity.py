@@ -166,3 +166,58 @@ def test_index_naming_paths_outside_the_data_root_is_refused(tmp_path, entry):
     with pytest.raises(SourceError) as err:
         get_source("domainnet", tmp_path, domains=["clipart", "sketch"])
     assert str(index) in str(err.value) and repr(entry) in str(err.value) and "\n" not in str(err.value)
+
+
+def test_conversion_before_any_labels_is_the_check(tmp_path, isolated_cache, monkeypatch):
+    """`beton()` of a split nobody asked labels of yet decodes each image once: no separate check."""
+    from datasets.readers.image_files import ImageFileSource
+    from datasets.storage.loaders import make_loader
+    from layouts import WNIDS, add_corrupt_images, class_color, write_imagenet
+
+    write_imagenet(tmp_path)
+    corrupt = {p.name for p in add_corrupt_images(tmp_path / "imagenet" / "train" / WNIDS[1])}
+
+    def no_check(*args, **kwargs):
+        raise AssertionError("the separate check ran")
+
+    monkeypatch.setattr(ImageFileSource, "_check", no_check)
+    src = get_source("imagenet", tmp_path)
+    listed = src.scans["train"].files
+    path = src.beton("train", 32)
+    # expected from the listing itself: every listed file but the three corrupt ones, in listing order
+    expected = [int(y) for f, y in zip(listed, src.scans["train"].labels) if Path(f).name not in corrupt]
+    assert len(listed) == 15 and len(expected) == 12
+    log = src.skipped_log("train").read_text()
+    assert log.startswith("# 3 of 15 images") and "after the check" not in log
+    assert {Path(line.split("\t")[0]).name for line in log.splitlines()[1:]} == corrupt
+    assert src.num_skipped("train") == 3
+    assert read_labels(path).tolist() == expected == src.labels("train").tolist()
+    # the rows left after the corrupt ones were dropped still point at their own images
+    images, labels = zip(*make_loader(path, batch_size=4, resolution=16, num_workers=1, train=False))
+    labels = np.concatenate([y.numpy() for y in labels])
+    pixels = np.concatenate([x.numpy() for x in images]).transpose(0, 2, 3, 1)
+    pixels = pixels * np.array([0.229, 0.224, 0.225]) * 255 + np.array([0.485, 0.456, 0.406]) * 255
+    assert labels.tolist() == expected
+    for image, label in zip(pixels, labels):
+        assert np.abs(image.mean(axis=(0, 1)) - class_color(int(label))).max() < 12
+    assert not [p for p in path.parent.iterdir() if ".tmp" in p.name or ".failed" in p.name]
+    # the log is the record that the check ran: a new process reads it, decodes nothing
+    assert get_source("imagenet", tmp_path).labels("train").tolist() == expected
+
+
+def test_drop_rows_keeps_the_other_rows_in_order(tmp_path, isolated_cache):
+    from datasets.storage.beton import drop_rows, ensure_beton
+    from datasets.storage.loaders import make_loader
+
+    rng = np.random.default_rng(0)
+    rows = [(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8), label) for label in range(10)]
+    path = ensure_beton(tmp_path / "ten.beton", lambda: rows, 10 * 512, max_resolution=8,
+                        check=lambda written: drop_rows(written, [0, 4, 9]))
+    kept = [1, 2, 3, 5, 6, 7, 8]
+    assert read_labels(path).tolist() == kept
+    images, labels = zip(*make_loader(path, batch_size=3, resolution=8, num_workers=1, train=False))
+    pixels = np.concatenate([x.numpy() for x in images]).transpose(0, 2, 3, 1)
+    pixels = pixels * np.array([0.229, 0.224, 0.225]) * 255 + np.array([0.485, 0.456, 0.406]) * 255
+    assert np.concatenate([y.numpy().reshape(-1) for y in labels]).tolist() == kept  # a last batch of 1 is squeezed
+    for image, label in zip(pixels, kept):  # raw (not JPEG) rows: the very pixels written
+        assert np.abs(image - rows[label][0]).max() < 1

@@ -7,17 +7,22 @@ labels and file sizes. Three stages, each cached on disk so the next `get_source
 1. **Scan** (`cached_scan`): list the files, no image is opened. Keyed by the modification times
    of the index files and image folders (a folder's mtime changes when a file is added, removed or
    renamed in it), so an unchanged dataset is not listed again.
-2. **Check** (`ImageFileSource.kept`): decode every image once at reduced size (JPEG draft mode)
-   in a process pool, with a progress bar. Unreadable images (truncated, not an image, empty,
-   missing) are counted and listed in `<cache>/betons/<source>-<split>-<hash>.skipped.txt`; the
-   list is the record that the check ran. `labels(split)` is the scan's labels without the
-   skipped rows, so it equals the `.beton`'s labels row for row, before and after conversion.
-   The first `labels()` call (in the driver: the runner's `validate()` builds the subsets) runs
-   the check; later calls read the log.
+2. **Check**: decode every image once, in a process pool, with a progress bar. Unreadable images
+   (truncated, not an image, empty, missing) are counted and listed in
+   `<cache>/betons/<source>-<split>-<hash>.skipped.txt`; the list is the record that the check ran.
+   `labels(split)` is the scan's labels without the skipped rows, so it equals the `.beton`'s labels
+   row for row, before and after conversion. Where conversion comes first (`datasets prepare`, or
+   `beton()` of a split nobody asked labels of yet), the check *is* the conversion: every listed
+   image is converted, one that fails to decode is dropped from the written file
+   (`datasets.storage.beton.drop_rows`) and the log is written before the file is renamed into
+   place: one decode per image. Where labels come first (the runner's `validate()` builds the
+   subsets before anything is converted), `kept()` checks on its own, decoding at reduced size
+   (JPEG draft mode); the conversion then reads the log.
 3. **Convert** (`ImageFileSource.beton`): the kept images, re-encoded as JPEG (quality 90) with the
    longer side at most `max_resolution`, one `.beton` per split, named by (source, split, stored
    resolution, content hash). Any requested resolution up to the stored one is served by the same
-   file: the loaders' crop decoders resize.
+   file: the loaders' crop decoders resize. An image that fails here although the check passed it
+   (changed on disk since) is dropped the same way and added to the log.
 
 The content hash covers (relative path, file size, label) of every listed file. Not mtimes: a
 copy of the dataset to another disk (cp, rsync without -t) changes every mtime but no content, and
@@ -38,7 +43,7 @@ from typing import Callable
 import numpy as np
 
 from datasets.storage.atomic import atomic_write
-from datasets.storage.beton import beton_path, cache_root, ensure_beton
+from datasets.storage.beton import beton_path, cache_root, drop_rows, ensure_beton
 from datasets.storage.cache_files import cached
 from datasets.sources import Source, SourceError
 
@@ -146,12 +151,12 @@ def _check_job(path: str) -> str:
 
 
 class ImageFiles:
-    """The kept images of a split as (uint8 HxWx3, label), as FFCV's writer wants.
+    """A split's images as (uint8 HxWx3, label), as FFCV's writer wants.
 
-    An image that fails here although it passed the check (changed on disk since) cannot be
-    dropped on the spot: FFCV's writer waits forever for a worker that raised, and a missing row
-    would break `labels()`. Its path is appended to `failures` and a placeholder fills its row;
-    the caller then discards the whole file (`UnreadableSinceCheck`), never renaming it into place.
+    An image that fails to decode cannot be left out on the spot: FFCV's writer waits forever for
+    a worker that raised, and its rows are fixed in advance. Its row, path and reason are appended
+    to `failures` and an 8 x 8 placeholder fills the row, which the caller then removes from the
+    written file (`drop_rows`) before the file is renamed into place.
     """
 
     def __init__(self, root: Path, files: list[str], labels: np.ndarray, max_resolution: int, square: bool = False,
@@ -168,20 +173,19 @@ class ImageFiles:
         try:
             with Image.open(self.root / self.files[i]) as img:
                 img.draft("RGB", (self.max_resolution, self.max_resolution))
-                img = img.convert("RGB")
+                if img.mode != "RGB":  # convert() would copy an RGB image too
+                    img = img.convert("RGB")
                 if self.square:  # the whole frame squeezed to a square, as WILDS' Resize((448, 448))
                     img = img.resize((self.max_resolution, self.max_resolution), Image.BILINEAR)
                 image = np.asarray(img)
         except Exception as error:  # noqa: BLE001 - PIL raises many kinds for bad files; all mean "skip"
+            if self.failures is None:
+                raise
             reason = f"{type(error).__name__}: {error}".replace("\n", " ").replace("\t", " ")
             with open(self.failures, "a") as f:  # one short O_APPEND write per line: workers do not interleave
-                f.write(f"{self.files[i]}\t{reason} (after the check)\n")
-            image = np.zeros((8, 8, 3), dtype=np.uint8)  # placeholder in a file that is then discarded
+                f.write(f"{i}\t{self.files[i]}\t{reason}\n")
+            image = np.zeros((8, 8, 3), dtype=np.uint8)  # placeholder row, removed before the file is used
         return image, int(self.labels[i])
-
-
-class UnreadableSinceCheck(Exception):
-    """Images that failed during conversion although they passed the check: the file is discarded."""
 
 
 @dataclass
@@ -319,48 +323,66 @@ class ImageFileSource(Source):
         return ImageFiles(self.root, [scan.files[i] for i in rows], scan.labels[rows], resolution, self.square)
 
     def _write(self, split: str, resolution: int, path: Path, num_workers: int) -> None:
-        # An image that fails while converting is added to the skipped log and the file is written again
-        # without it; each round skips at least one more image, so this ends.
-        while True:
-            failures = path.with_name(f".{path.name}.failed-{os.getpid()}")
-            failures.unlink(missing_ok=True)
-            try:
-                self._convert(split, resolution, path, num_workers, failures)
-                return
-            except UnreadableSinceCheck:
-                self._skip_more(split, failures.read_text())
-            finally:
-                failures.unlink(missing_ok=True)
+        from filelock import FileLock
 
-    def _convert(self, split: str, resolution: int, path: Path, num_workers: int, failures: Path) -> None:
-        rows = self.kept(split, num_workers)
+        log = self.skipped_log(split)
+        log.parent.mkdir(parents=True, exist_ok=True)
+        # Held while converting: a labels() elsewhere (another trial of the node) waits for this pass's
+        # log instead of checking the same images apart. kept() takes this lock only when the log is missing.
+        with FileLock(str(log) + ".lock"):
+            self._convert(split, resolution, path, num_workers, log)
+
+    def _convert(self, split: str, resolution: int, path: Path, num_workers: int, log: Path) -> None:
+        from PIL import Image
+
+        checked = log.exists()  # else this conversion is the check: every listed image, one decode each
         scan = self.scans[split]
+        rows = self.kept(split, num_workers) if checked else np.arange(len(scan.files))
         files = [scan.files[i] for i in rows]
         total = int(np.clip(scan.sizes[rows], 0, None).sum())
         # JPEG at quality 90 takes ~0.25-0.35 bytes per pixel; originals smaller than the stored size stay about as large
         estimate = min(total, len(rows) * resolution**2 // 3) + len(rows) * 256
-        print(f"converting {self.name}/{split}: {len(rows)} images ({self.num_skipped(split)} skipped), "
-              f"{f'{resolution}x{resolution} px' if self.square else f'longer side <= {resolution} px'} -> {path}", file=sys.stderr)
+        skipped = f"{self.num_skipped(split)} skipped" if checked else "unreadable ones skipped and listed"
+        print(f"converting {self.name}/{split}: {len(rows)} images ({skipped}), "
+              f"{f'{resolution}x{resolution} px' if self.square else f'longer side <= {resolution} px'} -> {path}",
+              file=sys.stderr)
+        failures = path.with_name(f".{path.name}.failed-{os.getpid()}")
+        failures.unlink(missing_ok=True)
+        Image.preinit()  # the JPEG/PNG plugins, imported once here rather than in every forked writer process
 
-        def complete() -> None:
-            if failures.exists() and failures.stat().st_size:
-                raise UnreadableSinceCheck()
+        def drop_failed(written: Path) -> None:
+            """Before the rename: remove the rows that failed to decode and record them in the log."""
+            failed = {}
+            if failures.exists():
+                for line in failures.read_text().splitlines():
+                    row, file, reason = line.split("\t", 2)
+                    failed[int(row)] = f"{file}\t{reason}" + (" (after the check)" if checked else "")
+            if failed:
+                drop_rows(written, sorted(failed))
+            if failed or not checked:
+                self._record_skipped(split, log, [failed[r] for r in sorted(failed)], checked)
 
-        ensure_beton(path, lambda: ImageFiles(self.root, files, scan.labels[rows], resolution, self.square, failures),
-                     estimate, max_resolution=resolution, num_workers=num_workers, write_mode="jpg", jpeg_quality=90,
-                     check=complete)
+        try:
+            ensure_beton(path, lambda: ImageFiles(self.root, files, scan.labels[rows], resolution, self.square, failures),
+                         estimate, max_resolution=resolution, num_workers=num_workers, write_mode="jpg",
+                         jpeg_quality=90, check=drop_failed)
+        finally:
+            failures.unlink(missing_ok=True)
 
-    def _skip_more(self, split: str, failed: str) -> None:
-        """Add images that failed during conversion to the split's skipped log (and forget the kept rows)."""
-        log = self.skipped_log(split)
-        lines = [line for line in log.read_text().splitlines() if line and not line.startswith("#")]
-        lines += [line for line in failed.splitlines() if line]
+    def _record_skipped(self, split: str, log: Path, failed: list[str], checked: bool) -> None:
+        """Write the skipped log: `failed` ("path\treason" lines) added to what it listed (when `checked`)."""
+        lines = [line for line in log.read_text().splitlines() if line and not line.startswith("#")] if checked else []
+        lines += failed
         total = len(self.scans[split].files)
+        # written before the .beton is renamed into place: a file never exists without its rows' record
         atomic_write(log, f"# {len(lines)} of {total} images of {self.name}/{split} under {self.root} are unreadable and "
                           "skipped (path, reason)\n" + "".join(f"{line}\n" for line in lines))
         self.__dict__.get("_kept", {}).pop(split, None)
-        print(f"{self.name}/{split}: {len(failed.splitlines())} images became unreadable since the check; skipped "
-              f"(listed in {log}), converting again without them", file=sys.stderr)
+        if failed:
+            when = " since the check" if checked else ""
+            print(f"{self.name}/{split}: skipped {len(failed)} unreadable images{when}, listed in {log}", file=sys.stderr)
+        if split in self.every_class_in:
+            self.kept(split)  # warns about classes left without images
 
     def describe(self) -> dict:
         out = super().describe()
