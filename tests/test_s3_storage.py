@@ -297,3 +297,36 @@ def test_a_node_copies_published_data_files_instead_of_converting_them(s3, tmp_p
     assert fetch(node.with_name(skipped.name)) and node.with_name(skipped.name).read_text() == "# checked\n"
     assert not fetch(tmp_path / "node" / "other-train-8px-fedcba9876543210.beton")  # not in the store
     assert not [p for p in node.parent.iterdir() if ".tmp" in p.name]
+
+
+def test_a_node_neither_checks_nor_converts_an_on_disk_dataset_the_driver_shared(s3, tmp_path, monkeypatch):
+    """An ImageNet-layout dataset with 3 corrupt images: the driver converts it (its check) and shares the
+    file and the record; a node with an empty cache gets both from the store and decodes nothing."""
+    from datasets import get_source
+    from datasets.readers.image_files import ImageFiles, ImageFileSource
+    from datasets.storage.beton import read_labels
+    from datasets.storage.shared_cache import STORE_ENV, publish
+    from layouts import WNIDS, add_corrupt_images, write_imagenet
+
+    write_imagenet(tmp_path / "data")
+    corrupt = {p.name for p in add_corrupt_images(tmp_path / "data" / "imagenet" / "train" / WNIDS[1])}
+    monkeypatch.setenv(STORE_ENV, f"s3://{BUCKET}/ondisk/betons")
+    monkeypatch.setenv("SWEEPS_CACHE", str(tmp_path / "driver-cache"))
+    driver = get_source("imagenet", tmp_path / "data")
+    beton = driver.beton("train", 32)
+    assert publish(beton) and publish(driver.skipped_log("train"))
+
+    def decode(*args, **kwargs):
+        raise AssertionError("the node decoded images the driver had shared")
+
+    monkeypatch.setattr(ImageFileSource, "_check", decode)  # the check's decodes
+    monkeypatch.setattr(ImageFiles, "__getitem__", decode)   # the conversion's decodes
+    monkeypatch.setenv("SWEEPS_CACHE", str(tmp_path / "node-cache"))
+    node = get_source("imagenet", tmp_path / "data")
+    listed = node.scans["train"].files
+    expected = [int(y) for f, y in zip(listed, node.scans["train"].labels) if Path(f).name not in corrupt]
+    assert len(expected) == len(listed) - 3  # hand count: every listed file but the three corrupt ones
+    assert node.labels("train").tolist() == expected  # from the fetched record, not a check
+    fetched = node.beton("train", 32)
+    assert fetched.parent == tmp_path / "node-cache" / "betons" and fetched.name == beton.name
+    assert read_labels(fetched).tolist() == expected and node.num_skipped("train") == 3

@@ -17,7 +17,8 @@ labels and file sizes. Three stages, each cached on disk so the next `get_source
    (`datasets.storage.beton.drop_rows`) and the log is written before the file is renamed into
    place: one decode per image. Where labels come first (the runner's `validate()` builds the
    subsets before anything is converted), `kept()` checks on its own, decoding at reduced size
-   (JPEG draft mode); the conversion then reads the log.
+   (JPEG draft mode); the conversion then reads the log. A node whose cache lacks the log copies
+   the driver's from the shared store first, when the sweep has one (`datasets.storage.shared_cache`).
 3. **Convert** (`ImageFileSource.beton`): the kept images, re-encoded as JPEG (quality 90) with the
    longer side at most `max_resolution`, one `.beton` per split, named by (source, split, stored
    resolution, content hash). Any requested resolution up to the stored one is served by the same
@@ -45,6 +46,7 @@ import numpy as np
 from datasets.storage.atomic import atomic_write
 from datasets.storage.beton import beton_path, cache_root, drop_rows, ensure_beton
 from datasets.storage.cache_files import cached
+from datasets.storage.shared_cache import fetch
 from datasets.sources import Source, SourceError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
@@ -236,7 +238,7 @@ class ImageFileSource(Source):
 
             log.parent.mkdir(parents=True, exist_ok=True)
             with FileLock(str(log) + ".lock"):  # trials of one node (one cache) check a split once
-                if not log.exists():
+                if not log.exists() and not fetch(log):  # the driver's record, when it shared one (shared_cache)
                     self._check(split, log, num_workers or min(8, os.cpu_count() or 1))
         skipped = {line.split("\t", 1)[0] for line in log.read_text().splitlines() if line and not line.startswith("#")}
         keep = np.array([f not in skipped for f in scan.files], dtype=bool)
@@ -335,7 +337,7 @@ class ImageFileSource(Source):
     def _convert(self, split: str, resolution: int, path: Path, num_workers: int, log: Path) -> None:
         from PIL import Image
 
-        checked = log.exists()  # else this conversion is the check: every listed image, one decode each
+        checked = log.exists() or fetch(log)  # else this conversion is the check: every listed image, one decode each
         scan = self.scans[split]
         rows = self.kept(split, num_workers) if checked else np.arange(len(scan.files))
         files = [scan.files[i] for i in rows]
