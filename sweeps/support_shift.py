@@ -22,7 +22,7 @@ from textwrap import fill
 
 from analysis.claims import Claim, support_rule
 from engine import EMBEDDED_RECIPE, REFERENCE_RECIPE, SweepSpec, Target
-from engine.cli import REAL_ARCHS, embedded_help, sweep_main
+from engine.cli import EMBEDDED_ARCHS, EMBEDDED_SEEDS, REAL_ARCHS, embedded_help, sweep_main
 from engine.features import write_natural_features
 from engine.split_files import write_user_splits
 
@@ -30,15 +30,13 @@ P_GRID = (0.9, 0.8, 0.7, 0.6, 0.5)
 # The embedded reference: synthnet-style classes other than the pre-training source's draw (seed 1).
 EMBEDDED_BASE = {"num_classes": 10, "images_per_class": 40, "val_per_class": 20, "seed": 1}
 EMBEDDED_P = (0.9, 0.7, 0.5)
-EMBEDDED_ARCHS = ("resnet18",)
-EMBEDDED_SEEDS = 3
 # Natural shifts split into in-support and out-of-support parts:
 # target -> [(reference split, shifted split, the shifted split's domain or None for all of it)].
 NATURAL = {"synthcam": [("id_test", "test", None)]}
 NATURAL_REAL = {"untinted": [("id_test", "test", "imagenet_v2"), ("id_test", "test", "imagenet_sketch")]}
 SCALED = ("references over 10 synthnet classes (seed 1: 40 training and 20 test images per class, 32 px), vs "
           "ImageNet's 1000; tint p in {0.9, 0.7, 0.5} (of 0.5..0.9); pre-trained on synthnet (50 classes x 80, "
-          "seed 0); resnet18 only, 3 seeds (vs six architectures); the natural shift split is synthcam's new "
+          "seed 0); resnet18 and mobilenet_v3_small, 2 seeds each (vs six architectures); the natural shift split is synthcam's new "
           "locations (vs ImageNet-V2 and ImageNet-Sketch).")
 
 CLAIMS = [
