@@ -9,7 +9,9 @@ same loops, loaders and thread settings but no Ray, no Tune, no checkpoints, no 
 The headline is what the sweep adds to each cell once its fixed costs are paid: Tune's cost of a
 trial in a reused actor (from no-op trials) plus the extra time inside each later trial (Tune's
 `time_total_s` against the same cell's plain time: per-epoch checkpoints, reports, the pre-trained
-cache), as a fraction of the cell. The fixed costs are printed apart: per sweep (validation, Ray
+cache), as a fraction of the cell. Each later cell runs plain before and after the sweep and is
+compared with the mean of the two: on a shared machine the speed drifts by up to ~20% over
+minutes, more than the overhead measured. The fixed costs are printed apart: per sweep (validation, Ray
 start and stop, Tune and the first actor's start and imports, the first trial's warm-up) and
 FFCV's JIT per loader (both sides pay it once per process, file and pipeline), with the whole
 sweep's overhead at this N.
@@ -180,6 +182,14 @@ def main(argv=None) -> int:
         with stopwatch() as sweep_s:
             sweep_dir = run_sweep(spec, options)
         inside = in_trial_seconds(sweep_dir)
+        # this machine's speed drifts by up to ~20% over minutes (a shared VM): the later cells run
+        # plain again after the sweep, and each is compared with the mean of its two plain runs
+        order = sorted(inside, key=lambda c: inside[c][0])  # the trials in the order they ran (one at a time)
+        plain_after = {}
+        for cell_id in order[1:]:
+            with stopwatch() as cell_s:
+                plain_cell(next(c for c in grid if c["cell_id"] == cell_id), args.cpus)
+            plain_after[cell_id] = cell_s()
 
         # one Ray instance, started and stopped as run_sweep does (dashboard on), runs the no-op trials
         # in between: its start and stop are timed, the no-op runs apart
@@ -190,18 +200,21 @@ def main(argv=None) -> int:
         with stopwatch() as stop_s:
             ray.shutdown()
 
-    order = sorted(inside, key=lambda c: inside[c][0])  # the trials in the order they ran (one at a time)
     tune_per_trial = max(0.0, (three - one) / 2)
-    plain_total, sweep_total = sum(plain.values()), sweep_s()
     # cells after the first ran in an actor that had run one: what every further cell of a sweep costs
     later = order[1:]
-    per_cell = sum(inside[c][1] - plain[c] for c in later) / len(later) + tune_per_trial
-    cell_s = sum(plain[c] for c in later) / len(later)
+    plain_mean = {c: (plain[c] + plain_after[c]) / 2 for c in later}
+    per_cell = sum(inside[c][1] - plain_mean[c] for c in later) / len(later) + tune_per_trial
+    cell_s = sum(plain_mean.values()) / len(later)
+    plain_total, sweep_total = plain[order[0]] + sum(plain_mean.values()), sweep_s()
     first_extra = inside[order[0]][1] - plain[order[0]]
     per_sweep = sweep_total - plain_total - per_cell * len(grid)
     print(f"  wall: run_sweep {sweep_total:.1f} s | plain loop {plain_total:.1f} s (cells "
-          f"{', '.join(f'{plain[c]:.1f}' for c in order)} s) | whole-sweep overhead "
+          f"{', '.join(f'{plain_mean.get(c, plain[c]):.1f}' for c in order)} s) | whole-sweep overhead "
           f"{(sweep_total - plain_total) / plain_total:.1%} at {len(grid)} cells", flush=True)
+    print(f"  later cells plain before / after the sweep: "
+          f"{', '.join(f'{plain[c]:.1f} / {plain_after[c]:.1f}' for c in later)} s (the machine's drift); "
+          "each is compared with the mean of its two", flush=True)
     print(f"  inside the trials: {', '.join(f'{inside[c][1]:.1f}' for c in order)} s (Tune's time_total_s, same "
           f"cells and order); outside them: {sweep_total - sum(t for _, t in inside.values()):.1f} s", flush=True)
     print(f"  fixed per sweep: {per_sweep:.1f} s, of which validate {validate_s():.1f} s, Ray start/stop {start_s() + stop_s():.1f} s, "
