@@ -36,8 +36,8 @@ NATURAL = {"synthcam": [("id_test", "test", None)]}
 NATURAL_REAL = {"untinted": [("id_test", "test", "imagenet_v2"), ("id_test", "test", "imagenet_sketch")]}
 SCALED = ("references over 10 synthnet classes (seed 1: 40 training and 20 test images per class, 32 px), vs "
           "ImageNet's 1000; tint p in {0.9, 0.7, 0.5} (of 0.5..0.9); pre-trained on synthnet (50 classes x 80, "
-          "seed 0); resnet18 and mobilenet_v3_small, 2 seeds each (vs six architectures); the natural shift split is synthcam's new "
-          "locations (vs ImageNet-V2 and ImageNet-Sketch).")
+          f"seed 0); {' and '.join(EMBEDDED_ARCHS)}, {EMBEDDED_SEEDS} seeds each (vs six architectures); the natural "
+          "shift split is synthcam's new locations (vs ImageNet-V2 and ImageNet-Sketch).")
 
 CLAIMS = [
     Claim("pre-training helps on out-of-support shifts (every out-of-support ER CI above 0)",

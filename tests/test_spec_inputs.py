@@ -8,6 +8,7 @@ from dataclasses import fields, replace
 import pytest
 import torch
 
+from datasets.storage.location import Location
 from engine.cli import SweepParser, apply_flags, parser
 from engine.inputs import SCHEMA, FinetuneInputs, PretrainInputs
 from engine.recipes import EMBEDDED_RECIPE, REFERENCE_RECIPE
@@ -230,8 +231,6 @@ def test_other_schemas_are_reported_not_silently_rerun(tmp_path, capsys):
     (tmp_path / "sweeps" / "pretrained" / "k1" / "meta.json").write_text(json.dumps({"pretrain_id": "k1"}))
     (tmp_path / "sweeps" / "pretrained" / "k2").mkdir()
     (tmp_path / "sweeps" / "pretrained" / "k2" / "meta.json").write_text(json.dumps({"schema": SCHEMA}))
-    from datasets.storage.location import Location
-
     assert report_other_schemas(sweep, tmp_path / "sweeps") == {Location.of(old)}  # a path or an s3:// location
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 2
