@@ -319,15 +319,16 @@ def tensorboard_dir(directory: Location) -> Path:
 
 
 def _callbacks(directory: Location):
-    """This run's Tune callbacks: the loggers `analysis` reads, per-cell TensorBoard runs, Ctrl-C."""
-    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
+    """This run's Tune callbacks: the loggers `analysis` reads, per-cell TensorBoard runs, Ctrl-C.
 
+    `RowLedger` comes first: it marks the replayed rows the loggers after it skip (`engine.row_ledger`)."""
     from engine.interrupt import InterruptWatch
+    from engine.row_ledger import ProgressCsv, ResultJson, RowLedger
     from engine.tensorboard import TENSORBOARD_DIR, CellCurves
 
     watch = InterruptWatch()
     upload = directory / TENSORBOARD_DIR if directory.remote else None
-    return [JsonLoggerCallback(), CSVLoggerCallback(), CellCurves(tensorboard_dir(directory), upload), watch], watch
+    return [RowLedger(), ResultJson(), ProgressCsv(), CellCurves(tensorboard_dir(directory), upload), watch], watch
 
 
 def _fit(tuner, watch) -> None:

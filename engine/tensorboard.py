@@ -16,6 +16,7 @@ from pathlib import Path
 from ray.tune import Callback
 from ray.tune.result import AUTO_RESULT_KEYS
 
+from engine.row_ledger import ALREADY_LOGGED
 from engine.spec import describe_cell
 from datasets.storage.location import Location
 
@@ -82,7 +83,7 @@ class CellCurves(Callback):
 
     def on_trial_result(self, iteration: int, trials: list, trial, result: dict, **info) -> None:
         phase, epoch = result.get("phase"), result.get("epoch")
-        if phase not in PHASES or not isinstance(epoch, int):
+        if phase not in PHASES or not isinstance(epoch, int) or result.get(ALREADY_LOGGED):
             return
         writer = self._writer(trial)
         for tag, value in curves(phase, result).items():

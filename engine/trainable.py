@@ -35,6 +35,7 @@ from engine.loops import (
 from engine.predictions import read_log, write_log
 from engine.pretrain import FAULT_ENV, RunContext, maybe_fault, pretrain
 from engine.provenance import package_versions
+from engine.row_ledger import REPLAYED
 from datasets.storage.location import Location
 from engine.threads import set_trial_threads
 
@@ -127,18 +128,12 @@ def _resume_point(cell: str) -> tuple[dict | None, dict | None]:
     return None, None
 
 
-def _report_missing_rows(history: list[dict]) -> None:
-    """Report again the fine-tuning rows a killed driver did not write to the trial's result.json."""
-    storage = tune.get_context().get_storage()
-    try:
-        with storage.storage_filesystem.open_input_stream(f"{storage.trial_fs_path}/result.json") as f:
-            lines = f.read().decode().splitlines()
-    except (FileNotFoundError, OSError):
-        lines = []
-    written = {r.get("epoch") for r in map(json.loads, filter(str.strip, lines)) if r.get("phase") == "finetune"}
+def _replay_rows(history: list[dict]) -> None:
+    """Report the checkpoint's fine-tuning rows again, marked: the driver logs those its copy of the
+    trial's result.json lacks (a driver killed before uploading them) and drops the rest
+    (`engine.row_ledger`)."""
     for row in history:
-        if row["epoch"] not in written:
-            tune.report(row)
+        tune.report({**row, REPLAYED: True})
 
 
 def _pretrained_model(inputs: FinetuneInputs, context: RunContext, cpus: int, device: torch.device,
@@ -163,7 +158,7 @@ def train_cell(config: dict, context: RunContext) -> None:
     inputs = FinetuneInputs.from_config(config)
     state, saved_record = _resume_point(config["cell_id"])
     if saved_record is not None:
-        _report_missing_rows(saved_record["history"])
+        _replay_rows(saved_record["history"])
         if state["epoch"] >= inputs.epochs:
             return  # finished before the driver died: nothing to redo
     cpus, gpus = _resources()
