@@ -5,7 +5,7 @@ killed between a report and its next upload leaves rows missing from storage, an
 knows them all. The driver decides which replayed rows are new, from its own copy of the trial's
 `result.json` (Tune writes it there, the driver being its only writer, and uploads it to storage):
 
-- `RowLedger` (the first of the run's callbacks) marks a replayed row that copy already holds
+- `RowLedger` (the first of the run's callbacks) marks a replayed row whose fine-tuning epoch that copy holds
   `ALREADY_LOGGED`, in place (Tune lets callbacks change a result);
 - `ResultJson` and `ProgressCsv` (Tune's two file loggers) and `engine.tensorboard.CellCurves`
   skip a marked row.
@@ -21,33 +21,16 @@ only when the driver has no copy yet (after a restore), reading the whole file b
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pyarrow.fs
 from ray.tune import Callback
 from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
-REPLAYED = "replayed"              # set by a resumed trial on the rows it reports again
+from engine.sweep_dir import finetune_epochs
+
+REPLAYED = "replayed"              # set by a resumed trial on the fine-tuning rows it reports again
 ALREADY_LOGGED = "already_logged"  # set by RowLedger on a replayed row the driver's result.json holds
-
-
-def _row_key(row: dict) -> tuple:
-    return row.get("phase"), row.get("epoch")
-
-
-def _rows_in(path: Path) -> set[tuple]:
-    """(phase, epoch) of each row of a result.json (a line cut short by a kill is not a row)."""
-    keys = set()
-    if path.is_file():
-        for line in path.read_text().splitlines():
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(row, dict) and row.get("epoch") is not None:
-                keys.add(_row_key(row))
-    return keys
 
 
 class RowLedger(Callback):
@@ -56,7 +39,7 @@ class RowLedger(Callback):
     Must come before the loggers in the run's callbacks: Tune calls them in order."""
 
     def __init__(self):
-        self._logged: dict[str, set[tuple]] = {}
+        self._logged: dict[str, set] = {}  # fine-tuning epochs per trial id
 
     def __getstate__(self) -> dict:
         return {"_logged": {}}  # Tune pickles its run configuration: what is logged is read again
@@ -64,12 +47,14 @@ class RowLedger(Callback):
     def on_trial_result(self, iteration: int, trials: list, trial, result: dict, **info) -> None:
         logged = self._logged.get(trial.trial_id)
         if logged is None:  # first result of this trial in this driver run: what its file holds
-            logged = self._logged[trial.trial_id] = _rows_in(Path(trial.local_path) / "result.json")
-        key = _row_key(result)
-        if result.pop(REPLAYED, False) and key in logged:
+            logged = self._logged[trial.trial_id] = finetune_epochs(Path(trial.local_path))
+        replayed = result.pop(REPLAYED, False)
+        if result.get("phase") != "finetune":
+            return
+        if replayed and result.get("epoch") in logged:
             result[ALREADY_LOGGED] = True
-        elif key[1] is not None:
-            logged.add(key)
+        else:
+            logged.add(result.get("epoch"))
 
 
 class _LogsOncePerRow:
@@ -93,8 +78,8 @@ class _LogsOncePerRow:
 
 
 class ResultJson(_LogsOncePerRow, JsonLoggerCallback):
-    """Tune's `result.json` logger, one row per (phase, epoch)."""
+    """Tune's `result.json` logger, without the replayed rows the driver already logged."""
 
 
 class ProgressCsv(_LogsOncePerRow, CSVLoggerCallback):
-    """Tune's `progress.csv` logger, one row per (phase, epoch)."""
+    """Tune's `progress.csv` logger, without the replayed rows the driver already logged."""
