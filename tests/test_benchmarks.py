@@ -54,10 +54,10 @@ RAY_BENCHMARKS = ("tune_overhead", "sweep_scaling")
 @pytest.fixture(scope="module")
 def ray_benchmarks(bench_env, tmp_path_factory):
     """Both Ray benchmarks started at once (`--quick`), each with its own private Ray: most of their
-    time is single-threaded (actor start, imports, numba compiling FFCV's pipelines), so together
-    they take little more than the longer one (measured: 143 s for both, 213 s one after the other;
-    started before the other benchmarks instead, the file took longer). `finish(name)` waits for
-    one; returns its stdout."""
+    time is single-threaded (actor start, imports, numba compiling FFCV's 1-CPU pipelines), so
+    together they take little more than the longer one (measured: 107 s for both after the other
+    benchmarks, the whole file 161 s; started before the other benchmarks instead, the file took
+    172 s). `finish(name)` waits for one; returns its stdout."""
     logs = tmp_path_factory.mktemp("ray-bench")
     procs = {}
     for name in RAY_BENCHMARKS:
