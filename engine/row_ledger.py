@@ -11,8 +11,8 @@ knows them all. The driver decides which replayed rows are new, from its own cop
   skip a marked row.
 
 Deciding on the driver matters: the trial cannot read storage's `result.json` reliably while a
-driver runs, since Tune's background upload rewrites that file (truncate, then write) after every
-step, and a trial reading it in between saw rows missing and reported them twice.
+driver runs, since Tune's background upload rewrites that file (truncate, then write) at every
+snapshot, and a trial reading it in between saw rows missing and reported them twice.
 
 Tune's file loggers, when a trial starts with a checkpoint, also download the trial's file from
 storage over the driver's copy. Within one driver run the driver's copy is the newer (storage

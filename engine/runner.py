@@ -35,11 +35,15 @@ if TYPE_CHECKING:
     from datasets import Source
 
 DEFAULT_STORAGE = "~/robustness_sweeps"
-# Snapshot the experiment state (and upload results) after every step instead of Tune's
-# adaptive >= 10 s: with the default, a driver SIGKILLed soon after a cell finished left a snapshot
-# that did not know it, and the re-run retrained its last epoch (measured; README "Resume").
-# The trainable closes the remaining window (engine.trainable._resume_point).
-TUNE_ENV = {"TUNE_GLOBAL_CHECKPOINT_S": "0", "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0"}
+# Snapshot the experiment state (and upload results) every 2 s instead of Tune's adaptive >= 10 s.
+# Tune also snapshots right after every trial checkpoint (every fine-tuning epoch), because the run
+# keeps one checkpoint per trial (`num_to_keep=1`). With the default, a driver SIGKILLed soon after
+# a cell finished left a snapshot that did not know it (measured; README "Resume"); the trainable
+# closes the remaining window (engine.trainable._resume_point). Not every step (`0`): Tune's loop
+# steps ~10 times a second, so the driver rewrote and re-uploaded its files without pause, which
+# took CPU from the trials (benchmarks/tune_overhead.py: 0.24 of a cell, 0.04 at 2 s).
+# Both stay overridable from the environment.
+TUNE_ENV = {"TUNE_GLOBAL_CHECKPOINT_S": "2", "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0"}
 # The driver's own output: Tune's legacy output engine is the one that honours a custom progress
 # reporter (`engine.console`); Tune's automatic loggers are replaced by the JSON and CSV ones
 # (what `analysis` reads) plus per-cell TensorBoard runs, instead of TensorBoard runs per trial dir.
