@@ -36,16 +36,14 @@ def spec_for(cells: int, quick: bool):
     from engine import SweepSpec
     from engine.cli import SMOKE_RECIPE, SMOKE_SOURCE_OPTIONS, SMOKE_TARGET_OPTIONS
 
-    source = SMOKE_SOURCE_OPTIONS["synthnet"]
     target = SMOKE_TARGET_OPTIONS["synthcam"]
-    arch = "resnet18"
     if quick:  # tiny scratch cells of the cheapest architecture: no pre-training, half the FFCV loaders to compile
         return SweepSpec(name=f"scaling-{cells}", sources=("synthnet",), archs=("mobilenet_v3_small",),
                          baselines=("scratch",), seeds=cells, recipe=SMOKE_RECIPE,
                          target_options={**target, "train_size": 64, "eval_size": 32, "test_size": 32})
     return SweepSpec(name=f"scaling-{cells}", intervention="quantity", values=(300,),
-                     sources=("synthnet",), archs=(arch,), baselines=(), seeds=cells, recipe=SMOKE_RECIPE,
-                     source_options={"synthnet": source}, target_options=target)
+                     sources=("synthnet",), archs=("resnet18",), baselines=(), seeds=cells, recipe=SMOKE_RECIPE,
+                     source_options={"synthnet": SMOKE_SOURCE_OPTIONS["synthnet"]}, target_options=target)
 
 
 def sweep_seconds(cells: int, address: str, storage: Path, quick: bool, max_concurrent: int | None = None) -> float:

@@ -41,7 +41,7 @@ DEFAULT_STORAGE = "~/robustness_sweeps"
 # a cell finished left a snapshot that did not know it (measured; README "Resume"); the trainable
 # closes the remaining window (engine.trainable._resume_point). Not every step (`0`): Tune's loop
 # steps ~10 times a second, so the driver rewrote and re-uploaded its files without pause, which
-# took CPU from the trials (benchmarks/tune_overhead.py: 0.24 of a cell, 0.04 at 2 s).
+# took CPU from the trials (benchmarks/tune_overhead.py: 0.24 of a cell, 0.04-0.06 at 2 s).
 # Both stay overridable from the environment.
 TUNE_ENV = {"TUNE_GLOBAL_CHECKPOINT_S": "2", "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0"}
 # The driver's own output: Tune's legacy output engine is the one that honours a custom progress
