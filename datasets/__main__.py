@@ -1,6 +1,7 @@
 """Command line of the datasets package.
 
-    python -m datasets prepare SOURCE [--data-root DIR] [--max-resolution N] [--num-workers N] [-o KEY=VALUE ...]
+    python -m datasets prepare SOURCE [--data-root DIR] [--max-resolution N] [--jpeg-fraction F] [--num-workers N]
+                                      [-o KEY=VALUE ...]
         write a source's .beton files into the cache (reused when unchanged), with progress bars
     python -m datasets fractaldb-grid --out grid.png [--num-classes 8] [--per-class 6] [--resolution 96]
         a PNG of generated FractalDB samples: one row per class, one column per instance
@@ -51,6 +52,11 @@ def prepare(args: argparse.Namespace) -> int:
         options["max_resolution"] = args.max_resolution  # on-disk sources: the stored resolution
     src = get_source(args.source, data_root=args.data_root, **options)
     on_disk = isinstance(src, ImageFileSource)
+    if args.jpeg_fraction is not None:
+        if not on_disk:
+            raise SourceError(f"--jpeg-fraction: {args.source} is generated and stores raw pixels; the flag is for "
+                              "sources read from image files")
+        src.jpeg_fraction = args.jpeg_fraction
     resolution = None if on_disk else args.max_resolution
     for split in src.splits:
         path = src.beton(split, resolution, num_workers=args.num_workers)
@@ -74,6 +80,17 @@ def fractaldb_grid(args: argparse.Namespace) -> int:
     return 0
 
 
+def fraction(text: str) -> float:
+    """An argparse `type`: a number within [0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number within [0, 1], got {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be a number within [0, 1], got {text}")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     import importlib
 
@@ -92,6 +109,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max-resolution", type=at_least(8), metavar="N",
                    help="on-disk sources: longer side stored (default 512; iwildcam 448 x 448 squares); generated "
                         "sources: their resolution (default: the source's)")
+    p.add_argument("--jpeg-fraction", type=fraction, metavar="F",
+                   help="on-disk sources: the fraction of images stored as JPEG (quality 90), chosen by content; the "
+                        "rest are stored as raw pixels, ~6x larger and read without decoding (default 0.5, as FFCV's "
+                        "ImageNet example; 1: every image JPEG, the smallest file). A sweep reads whichever file "
+                        "prepare wrote")
     p.add_argument("--num-workers", type=at_least(1), default=os.cpu_count() or 1, metavar="N",
                    help="processes for checking and converting images (default: every core, here "
                         f"{os.cpu_count() or 1}; a standalone command)")

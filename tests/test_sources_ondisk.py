@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 
 from datasets import SourceError, get_source
+from datasets.readers.image_files import DEFAULT_JPEG_FRACTION, storage_tag
 from datasets.storage.beton import beton_path, read_labels
 from layouts import (DOMAINNET_CLASSES, INAT_SPECIES, IWILDCAM_COUNTS, WNIDS, add_corrupt_images, class_color,
                      write_domainnet, write_folder, write_imagenet, write_inat2017, write_iwildcam, write_jpeg)
@@ -222,7 +223,7 @@ def test_interrupted_write_leaves_nothing_and_leftovers_are_ignored(tmp_path, mo
     monkeypatch.setenv("SWEEPS_CACHE", str(tmp_path / "cache"))  # its leftover must not reach other tests
     write_imagenet(tmp_path, wnids=WNIDS[:2], train_per_class=2, val_per_class=1)
     src = get_source("imagenet", tmp_path, max_resolution=48)
-    final = beton_path("imagenet", "val", 48, src.content_hash("val"))
+    final = beton_path("imagenet", "val", 48, src.content_hash("val"), storage_tag(DEFAULT_JPEG_FRACTION))
     leftover = final.with_name(f".{final.name}.tmp-1")  # as a killed run (pid 1) would leave it
     leftover.parent.mkdir(parents=True, exist_ok=True)
     leftover.write_bytes(b"half a file")
@@ -238,6 +239,70 @@ def test_interrupted_write_leaves_nothing_and_leftovers_are_ignored(tmp_path, mo
     assert [p.name for p in final.parent.glob(f".{final.name}.tmp-*")] == [leftover.name]  # only the old leftover
     path = src.beton("val", 32)
     assert path == final and np.array_equal(read_labels(path), src.labels("val"))
+
+
+def _stored_modes(path: Path) -> set[int]:
+    """FFCV's storage mode of each image row of a file: 0 JPEG, 1 raw pixels."""
+    from ffcv.reader import Reader
+
+    return set(Reader(str(path)).metadata["f0"]["mode"].tolist())
+
+
+def test_images_are_stored_as_asked_and_any_stored_file_serves(tmp_path, monkeypatch):
+    monkeypatch.setenv("SWEEPS_CACHE", str(tmp_path / "cache"))
+    write_imagenet(tmp_path, wnids=WNIDS[:2], train_per_class=2, val_per_class=2)
+    jpeg_only = get_source("imagenet", tmp_path, max_resolution=48)
+    jpeg_only.jpeg_fraction = 1.0  # as `prepare --jpeg-fraction 1` sets it
+    path = jpeg_only.beton("val")
+    assert "-48px-jpeg100-" in path.name and _stored_modes(path) == {0}
+    # a sweep's source (no fraction asked for) reads the stored file instead of converting again
+    assert get_source("imagenet", tmp_path, max_resolution=48).beton("val", 32) == path
+    raw = get_source("imagenet", tmp_path, max_resolution=48)
+    raw.jpeg_fraction = 0.0
+    raw_path = raw.beton("val")
+    assert "-48px-jpeg0-" in raw_path.name and _stored_modes(raw_path) == {1}
+    assert read_labels(raw_path).tolist() == read_labels(path).tolist() == [0, 0, 1, 1]
+
+
+def _stored_bytes(path: Path) -> list[bytes]:
+    """The image bytes of each row of a `.beton`, in row order (from the file's own tables)."""
+    from ffcv.reader import Reader
+
+    reader = Reader(str(path))
+    sizes = dict(zip(reader.alloc_table["ptr"].tolist(), reader.alloc_table["size"].tolist()))
+    data = path.read_bytes()
+    return [data[p:p + sizes[p]] for p in reader.metadata["f0"]["data_ptr"].tolist()]
+
+
+def test_a_colour_jpeg_that_fits_is_stored_as_its_own_file(tmp_path, monkeypatch):
+    from PIL import Image
+
+    monkeypatch.setenv("SWEEPS_CACHE", str(tmp_path / "cache"))
+    base = write_imagenet(tmp_path, wnids=WNIDS[:2], train_per_class=1, val_per_class=2, size=40)
+    val = sorted((base / "val").glob("*/*.JPEG"))  # the scan's order: class folders, then file names
+    Image.open(val[1]).convert("L").save(val[1], quality=95)  # a grey JPEG: decoded to RGB and encoded again
+    Image.open(val[3]).save(val[3].with_suffix(".png"))  # not a JPEG
+    val[3].unlink()
+    src = get_source("imagenet", tmp_path, max_resolution=40)
+    src.jpeg_fraction = 1.0
+    stored = _stored_bytes(src.beton("val"))
+    assert [f.rsplit("/", 1)[1] for f in src.scans["val"].files] == [val[0].name, val[1].name, val[2].name,
+                                                                     val[3].with_suffix(".png").name]
+    assert stored[0] == val[0].read_bytes() and stored[2] == val[2].read_bytes()
+    assert stored[1] != val[1].read_bytes() and stored[3][:2] == stored[1][:2] == b"\xff\xd8"  # re-encoded JPEGs
+    monkeypatch.setenv("SWEEPS_CACHE", str(tmp_path / "cache-32"))  # else the 40-px file would serve
+    smaller = get_source("imagenet", tmp_path, max_resolution=32)  # 40-px images resized: re-encoded
+    smaller.jpeg_fraction = 1.0
+    assert _stored_bytes(smaller.beton("val"))[0] != val[0].read_bytes()
+
+
+def test_prepare_refuses_a_jpeg_fraction_it_cannot_use(tmp_path):
+    from datasets.__main__ import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["prepare", "folder", "--jpeg-fraction", "1.5"])
+    assert exit_info.value.code == 2
+    assert main(["prepare", "synthnet", "--jpeg-fraction", "0.5"]) == 2  # generated: raw pixels only
 
 
 def _prepare(cache: Path, data_root: Path) -> tuple[subprocess.CompletedProcess, float]:

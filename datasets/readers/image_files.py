@@ -19,10 +19,13 @@ labels and file sizes. Three stages, each cached on disk so the next `get_source
    subsets before anything is converted), `kept()` checks on its own, decoding at reduced size
    (JPEG draft mode); the conversion then reads the log. A node whose cache lacks the log copies
    the driver's from the shared store first, when the sweep has one (`datasets.storage.shared_cache`).
-3. **Convert** (`ImageFileSource.beton`): the kept images, re-encoded as JPEG (quality 90) with the
-   longer side at most `max_resolution`, one `.beton` per split, named by (source, split, stored
-   resolution, content hash). Any requested resolution up to the stored one is served by the same
-   file: the loaders' crop decoders resize. An image that fails here although the check passed it
+3. **Convert** (`ImageFileSource.beton`): the kept images with the longer side at most
+   `max_resolution`, about `jpeg_fraction` of them (default 0.5, FFCV's ImageNet recipe) stored as
+   JPEG (a colour JPEG that fits as its own file, any other image re-encoded at quality 90) and the
+   rest as raw pixels, which cost no decoding when read; one
+   `.beton` per split, named by (source, split, stored resolution, storage, content hash). Any
+   requested resolution up to the stored one is served by the same file: the loaders' crop
+   decoders resize. Any storage serves too: it changes the speed and size, not the images' use. An image that fails here although the check passed it
    (changed on disk since) is dropped the same way and added to the log.
 
 The content hash covers (relative path, file size, label) of every listed file. Not mtimes: a
@@ -32,6 +35,7 @@ should reuse the cache; a re-encoded or replaced image nearly always changes its
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import posixpath
@@ -53,6 +57,23 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 # Natural images are stored with the longer side at 512 px: room for 224-px random resized crops
 # and for fine-tuning at 448 px (WILDS' iWildCam resolution) from a square centre crop.
 DEFAULT_MAX_RESOLUTION = 512
+# Stored as JPEG (quality 90): half of the images, chosen by content; the rest raw. FFCV's ImageNet
+# example writes its files so (`write_imagenet.sh 500 0.50 90`). Raw images are ~6x larger and skip
+# the JPEG decode, the largest cost of a training epoch on CPUs (benchmarks/loader_vs_torch.py).
+DEFAULT_JPEG_FRACTION = 0.5
+# Raw pixels take 3 bytes each; a photo's JPEG file takes ~0.25-0.5 bytes per pixel.
+RAW_PER_FILE_BYTE = 12
+
+
+def _storage_words(jpeg_fraction: float) -> str:
+    if jpeg_fraction >= 1:
+        return "every image as JPEG"
+    return "every image raw" if jpeg_fraction <= 0 else f"{jpeg_fraction:.0%} as JPEG, the rest raw"
+
+
+def storage_tag(jpeg_fraction: float) -> str:
+    """How a file stores its images, in its name: `jpeg50` = about half of them as JPEG, the rest raw."""
+    return f"jpeg{round(jpeg_fraction * 100)}"
 
 
 @dataclass
@@ -155,6 +176,11 @@ def _check_job(path: str) -> str:
 class ImageFiles:
     """A split's images as (uint8 HxWx3, label), as FFCV's writer wants.
 
+    With `jpeg_fraction`, each row also says how it is stored (`datasets.storage.fields`), chosen
+    from its file's bytes: a colour JPEG no larger than `max_resolution` that is to be stored as JPEG
+    is stored as its own file (`StoredJpeg`), checked by decoding it at 1/8 scale as `check_image`
+    does (every byte entropy-decoded) instead of in full; any other row is decoded (`DecidedImage`).
+
     An image that fails to decode cannot be left out on the spot: FFCV's writer waits forever for
     a worker that raised, and its rows are fixed in advance. Its row, path and reason are appended
     to `failures` and an 8 x 8 placeholder fills the row, which the caller then removes from the
@@ -162,9 +188,9 @@ class ImageFiles:
     """
 
     def __init__(self, root: Path, files: list[str], labels: np.ndarray, max_resolution: int, square: bool = False,
-                 failures: Path | None = None):
+                 failures: Path | None = None, jpeg_fraction: float | None = None):
         self.root, self.files, self.labels, self.max_resolution = root, files, labels, max_resolution
-        self.square, self.failures = square, failures
+        self.square, self.failures, self.jpeg_fraction = square, failures, jpeg_fraction
 
     def __len__(self) -> int:
         return len(self.files)
@@ -172,14 +198,26 @@ class ImageFiles:
     def __getitem__(self, i: int):
         from PIL import Image
 
+        from datasets.storage.fields import DecidedImage, StoredJpeg, stored_as_jpeg
+
         try:
-            with Image.open(self.root / self.files[i]) as img:
+            data = (self.root / self.files[i]).read_bytes()
+            as_jpeg = None if self.jpeg_fraction is None else stored_as_jpeg(data, self.jpeg_fraction)
+            with Image.open(io.BytesIO(data)) as img:
+                if (as_jpeg and img.format == "JPEG" and img.mode == "RGB" and not self.square
+                        and max(img.size) <= self.max_resolution):
+                    width, height = img.size
+                    img.draft("RGB", (1, 1))  # the check alone (check_image): a 1/8-scale decode of every byte
+                    img.load()
+                    return StoredJpeg(data, height, width), int(self.labels[i])
                 img.draft("RGB", (self.max_resolution, self.max_resolution))
                 if img.mode != "RGB":  # convert() would copy an RGB image too
                     img = img.convert("RGB")
                 if self.square:  # the whole frame squeezed to a square, as WILDS' Resize((448, 448))
                     img = img.resize((self.max_resolution, self.max_resolution), Image.BILINEAR)
                 image = np.asarray(img)
+            if as_jpeg is not None:
+                image = DecidedImage(image, as_jpeg)
         except Exception as error:  # noqa: BLE001 - PIL raises many kinds for bad files; all mean "skip"
             if self.failures is None:
                 raise
@@ -204,6 +242,9 @@ class ImageFileSource(Source):
     # splits in which every class should have images (class-folder layouts): a class left without
     # any readable image there (e.g. its only validation image is corrupt) gets a warning
     every_class_in: tuple[str, ...] = ()
+    # fraction of the images stored as JPEG (the rest raw); None: any stored file serves, and a new
+    # one stores DEFAULT_JPEG_FRACTION. `datasets prepare --jpeg-fraction` sets it.
+    jpeg_fraction: float | None = None
 
     @cached_property
     def max_resolution(self) -> int:
@@ -290,13 +331,23 @@ class ImageFileSource(Source):
         return None if scan.domains is None else scan.domains[self.kept(split)]
 
     def stored_betons(self, split: str) -> dict[int, Path]:
-        """Existing `.beton` files of this split's content, by stored resolution."""
-        pattern = beton_path(self.name, split, 0, self.content_hash(split)).name.replace("-0px-", "-*px-")
-        found = {}
-        for path in (cache_root() / "betons").glob(pattern):
-            res = path.name[len(f"{self.name}-{split}-"):].split("px-")[0]
-            if res.isdigit():
-                found[int(res)] = path
+        """Existing `.beton` files of this split's content, by stored resolution.
+
+        Only those storing `jpeg_fraction` of their images as JPEG when it is set; else any storage,
+        the default one first where a resolution has several. A file without a storage tag in its
+        name (written before there was a choice) stores every image as JPEG.
+        """
+        digest = self.content_hash(split)[:16]
+        prefix = f"{self.name}-{split}-"
+        wanted = storage_tag(DEFAULT_JPEG_FRACTION if self.jpeg_fraction is None else self.jpeg_fraction)
+        found, preferred = {}, {}
+        for path in (cache_root() / "betons").glob(f"{prefix}*px-*{digest}.beton"):
+            res, _, rest = path.name[len(prefix):-len(f"{digest}.beton")].partition("px-")
+            tag = rest.rstrip("-") or storage_tag(1.0)
+            if not res.isdigit() or (self.jpeg_fraction is not None and tag != wanted):
+                continue
+            if int(res) not in found or (tag == wanted and not preferred.get(int(res))):
+                found[int(res)], preferred[int(res)] = path, tag == wanted
         return found
 
     def beton(self, split: str, resolution: int | None = None, num_workers: int = 1) -> Path:
@@ -315,9 +366,15 @@ class ImageFileSource(Source):
                 f"{self.max_resolution} px; prepare with --max-resolution {resolution} (or source option "
                 f"max_resolution={resolution})"
             )
-        path = beton_path(self.name, split, self.max_resolution, self.content_hash(split))
+        path = beton_path(self.name, split, self.max_resolution, self.content_hash(split),
+                          storage_tag(self.stored_jpeg_fraction))
         self._write(split, self.max_resolution, path, num_workers)
         return path
+
+    @property
+    def stored_jpeg_fraction(self) -> float:
+        """The fraction of images a new file stores as JPEG."""
+        return DEFAULT_JPEG_FRACTION if self.jpeg_fraction is None else self.jpeg_fraction
 
     def images(self, split: str, resolution: int) -> ImageFiles:
         rows = self.kept(split)
@@ -341,13 +398,19 @@ class ImageFileSource(Source):
         scan = self.scans[split]
         rows = self.kept(split, num_workers) if checked else np.arange(len(scan.files))
         files = [scan.files[i] for i in rows]
-        total = int(np.clip(scan.sizes[rows], 0, None).sum())
-        # JPEG at quality 90 takes ~0.25-0.35 bytes per pixel; originals smaller than the stored size stay about as large
-        estimate = min(total, len(rows) * resolution**2 // 3) + len(rows) * 256
+        sizes = np.clip(scan.sizes[rows], 0, None)
+        fraction = self.stored_jpeg_fraction
+        # JPEG at quality 90 takes ~0.25-0.35 bytes per pixel; originals smaller than the stored size stay about as
+        # large. Raw: 3 bytes per stored pixel, at most RAW_PER_FILE_BYTE times the original file.
+        as_jpeg = min(int(sizes.sum()), len(rows) * resolution**2 // 3)
+        as_raw = int(np.minimum(sizes * RAW_PER_FILE_BYTE, 3 * resolution**2).sum())
+        estimate = int(fraction * as_jpeg + (1 - fraction) * as_raw) + len(rows) * 256
         skipped = f"{self.num_skipped(split)} skipped" if checked else "unreadable ones skipped and listed"
         print(f"converting {self.name}/{split}: {len(rows)} images ({skipped}), "
-              f"{f'{resolution}x{resolution} px' if self.square else f'longer side <= {resolution} px'} -> {path}",
-              file=sys.stderr)
+              f"{f'{resolution}x{resolution} px' if self.square else f'longer side <= {resolution} px'}, "
+              f"{_storage_words(fraction)} -> {path}", file=sys.stderr)
+        hint = (f", or store every image as JPEG (~{as_jpeg / 2**20:.0f} MiB, slower to read): "
+                f"python -m datasets prepare {self.name} --data-root DIR --jpeg-fraction 1" if fraction < 1 else "")
         failures = path.with_name(f".{path.name}.failed-{os.getpid()}")
         failures.unlink(missing_ok=True)
         Image.preinit()  # the JPEG/PNG plugins, imported once here rather than in every forked writer process
@@ -365,9 +428,10 @@ class ImageFileSource(Source):
                 self._record_skipped(split, log, [failed[r] for r in sorted(failed)], checked)
 
         try:
-            ensure_beton(path, lambda: ImageFiles(self.root, files, scan.labels[rows], resolution, self.square, failures),
-                         estimate, max_resolution=resolution, num_workers=num_workers, write_mode="jpg",
-                         jpeg_quality=90, check=drop_failed)
+            ensure_beton(path, lambda: ImageFiles(self.root, files, scan.labels[rows], resolution, self.square, failures,
+                                                  fraction),
+                         estimate, max_resolution=resolution, num_workers=num_workers, jpeg_fraction=fraction,
+                         jpeg_quality=90, check=drop_failed, space_hint=hint)
         finally:
             failures.unlink(missing_ok=True)
 

@@ -24,18 +24,21 @@ def cache_root() -> Path:
     return Path(os.environ.get("SWEEPS_CACHE", Path.home() / ".cache" / "robustness_sweeps")).expanduser()
 
 
-def beton_path(source: str, split: str, resolution: int, content_hash: str) -> Path:
-    return cache_root() / "betons" / f"{source}-{split}-{resolution}px-{content_hash[:16]}.beton"
+def beton_path(source: str, split: str, resolution: int, content_hash: str, storage: str = "") -> Path:
+    """`<cache>/betons/<source>-<split>-<resolution>px-[<storage>-]<hash>.beton`; `storage` names how
+    images are stored when a source can store them more than one way (`jpeg50`: half of them JPEG)."""
+    tag = f"{storage}-" if storage else ""
+    return cache_root() / "betons" / f"{source}-{split}-{resolution}px-{tag}{content_hash[:16]}.beton"
 
 
-def check_free_space(directory: Path, needed_bytes: int) -> None:
+def check_free_space(directory: Path, needed_bytes: int, hint: str = "") -> None:
     """Raise a one-line error when `directory`'s disk has less than `needed_bytes` free (+10%)."""
     directory.mkdir(parents=True, exist_ok=True)
     free = shutil.disk_usage(directory).free
     if free < needed_bytes * 1.1:
         raise OSError(
             f"not enough disk space in {directory}: need ~{needed_bytes / 2**20:.0f} MiB for the .beton cache, "
-            f"{free / 2**20:.0f} MiB free; free space or set SWEEPS_CACHE to a larger disk"
+            f"{free / 2**20:.0f} MiB free; free space or set SWEEPS_CACHE to a larger disk{hint}"
         )
 
 
@@ -48,8 +51,13 @@ def ensure_beton(
     write_mode: str = "raw",
     jpeg_quality: int = 90,
     check: Callable[[Path], None] | None = None,
+    jpeg_fraction: float | None = None,
+    space_hint: str = "",
 ) -> Path:
     """Return `path`, writing it first from `make_dataset()` if it does not exist yet.
+
+    Images are stored as `write_mode` says (FFCV's "raw" or "jpg"), or, with `jpeg_fraction`, about
+    that fraction of them as JPEG and the rest raw (`datasets.storage.fields.mixed_image_field`).
 
     `check(written)`, called once the writer is done with the temporary file `written` and before it
     is renamed to `path`, may edit it (`drop_rows`) or raise to discard it.
@@ -64,7 +72,7 @@ def ensure_beton(
     with FileLock(str(path) + ".lock"):
         if path.exists():  # another process wrote it while we waited
             return path
-        check_free_space(path.parent, estimated_bytes)
+        check_free_space(path.parent, estimated_bytes, space_hint)
         if fetch(path):  # the driver published it to the shared store (datasets.storage.shared_cache)
             return path
         from datasets.storage.ffcv_import import import_ffcv
@@ -73,10 +81,13 @@ def ensure_beton(
         from ffcv.fields import IntField, RGBImageField
         from ffcv.writer import DatasetWriter
 
-        fields = {
-            "image": RGBImageField(write_mode=write_mode, max_resolution=max_resolution, jpeg_quality=jpeg_quality),
-            "label": IntField(),
-        }
+        if jpeg_fraction is None:
+            image_field = RGBImageField(write_mode=write_mode, max_resolution=max_resolution, jpeg_quality=jpeg_quality)
+        else:
+            from datasets.storage.fields import mixed_image_field
+
+            image_field = mixed_image_field(jpeg_fraction, max_resolution, jpeg_quality)
+        fields = {"image": image_field, "label": IntField()}
         def write(tmp: Path) -> None:
             # chunks of 16 rows (FFCV's default is 100): the workers finish together instead of one
             # converting the last 100 images alone

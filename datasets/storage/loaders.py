@@ -1,6 +1,6 @@
 """FFCV loaders over `.beton` files. Pipelines are lists, as in FFCV's examples; the GPU variant
-moves uint8 batches with `ToDevice` and normalises them on the GPU, the CPU one normalises in FFCV's
-jitted decoding stage."""
+moves uint8 batches with `ToDevice` and normalises them on the GPU, the CPU one normalises in the
+jitted decoding stage, fused with the crop and the flip (`datasets.storage.decoders`)."""
 from __future__ import annotations
 
 from collections import OrderedDict
@@ -13,9 +13,11 @@ from datasets.storage.ffcv_import import import_ffcv
 
 import_ffcv()  # before FFCV's own imports: skips ~4 s of numba compilation (see ffcv_import.py)
 
-from ffcv.fields.decoders import CenterCropRGBImageDecoder, IntDecoder, RandomResizedCropRGBImageDecoder  # noqa: E402
+from ffcv.fields.decoders import IntDecoder  # noqa: E402
 from ffcv.loader import Loader, OrderOption  # noqa: E402
-from ffcv.transforms import NormalizeImage, RandomHorizontalFlip, Squeeze, ToDevice, ToTensor, ToTorchImage  # noqa: E402
+from ffcv.transforms import Squeeze, ToDevice, ToTensor, ToTorchImage  # noqa: E402
+
+from datasets.storage.decoders import CenterCropDecoder, RandomResizedCropFlipDecoder, normalisation_table  # noqa: E402
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406]) * 255
 IMAGENET_STD = np.array([0.229, 0.224, 0.225]) * 255
@@ -55,20 +57,20 @@ def make_loader(
     fine-tunes (no augmentation).
     """
     size = (resolution, resolution)
-    if crop_scale is not None:
-        image_pipeline = [RandomResizedCropRGBImageDecoder(size, scale=(crop_scale, 1.0)), RandomHorizontalFlip()]
-    else:
-        image_pipeline = [CenterCropRGBImageDecoder(size, ratio=crop_ratio)]
     on_gpu = device != "cpu"
+    # On a CPU the decoder also normalises (FFCV's lookup table), fused with the crop and the flip in
+    # one jitted pass per image: a torch op on the finished batch cost more than decoding it, and
+    # FFCV's separate flip and normalisation stages cost as much as the crop (benchmarks/README.md).
+    # On a GPU uint8 crosses (4x fewer bytes than float32) and is normalised there.
+    table = None if on_gpu else normalisation_table(IMAGENET_MEAN, IMAGENET_STD)
+    if crop_scale is not None:
+        image_pipeline = [RandomResizedCropFlipDecoder(size, scale=(crop_scale, 1.0), table=table)]
+    else:
+        image_pipeline = [CenterCropDecoder(size, ratio=crop_ratio, table=table)]
     if on_gpu:
-        # uint8 crosses to the GPU (4x fewer bytes than float32) and is normalised there
         image_pipeline += [ToTensor(), ToDevice(torch.device(device), non_blocking=True), ToTorchImage(), Normalize()]
     else:
-        # FFCV's jitted lookup-table normalisation, in the same parallel stage as decoding: a torch
-        # op on the finished batch cost more than decoding it (measured: benchmarks/loader_vs_torch.py).
-        # It must come before ToTensor: FFCV 1.0.2 loops forever grouping a jitted op that follows
-        # non-jitted ones.
-        image_pipeline += [NormalizeImage(IMAGENET_MEAN, IMAGENET_STD, np.float32), ToTensor(), ToTorchImage()]
+        image_pipeline += [ToTensor(), ToTorchImage()]
     label_pipeline = [IntDecoder(), ToTensor(), Squeeze()]
     if on_gpu:
         label_pipeline += [ToDevice(torch.device(device), non_blocking=True)]
