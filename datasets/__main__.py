@@ -54,8 +54,8 @@ def prepare(args: argparse.Namespace) -> int:
     on_disk = isinstance(src, ImageFileSource)
     if args.jpeg_fraction is not None:
         if not on_disk:
-            raise SourceError(f"--jpeg-fraction: {args.source} is generated and stores raw pixels; the flag is for "
-                              "sources read from image files")
+            raise SourceError(f"--jpeg-fraction: {args.source} draws or transforms its images and stores them its own "
+                              "way; the flag is for sources read from image files")
         src.jpeg_fraction = args.jpeg_fraction
     resolution = None if on_disk else args.max_resolution
     for split in src.splits:
@@ -110,10 +110,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="on-disk sources: longer side stored (default 512; iwildcam 448 x 448 squares); generated "
                         "sources: their resolution (default: the source's)")
     p.add_argument("--jpeg-fraction", type=fraction, metavar="F",
-                   help="on-disk sources: the fraction of images stored as JPEG (quality 90), chosen by content; the "
-                        "rest are stored as raw pixels, ~6x larger and read without decoding (default 0.5, as FFCV's "
-                        "ImageNet example; 1: every image JPEG, the smallest file). A sweep reads whichever file "
-                        "prepare wrote")
+                   help="on-disk sources: the fraction of images stored as JPEG (a colour JPEG that fits as its own "
+                        "file, others re-encoded at quality 90), chosen by content; the rest are stored as raw pixels, "
+                        "~6x larger and read without decoding (default 0.5, as FFCV's ImageNet example; 1: every "
+                        "image JPEG, the smallest file). A sweep reads whichever file prepare wrote")
     p.add_argument("--num-workers", type=at_least(1), default=os.cpu_count() or 1, metavar="N",
                    help="processes for checking and converting images (default: every core, here "
                         f"{os.cpu_count() or 1}; a standalone command)")
