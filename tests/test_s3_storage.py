@@ -299,9 +299,11 @@ def test_a_node_copies_published_data_files_instead_of_converting_them(s3, tmp_p
     assert not [p for p in node.parent.iterdir() if ".tmp" in p.name]
 
 
-def test_a_node_neither_checks_nor_converts_an_on_disk_dataset_the_driver_shared(s3, tmp_path, monkeypatch):
+@pytest.mark.parametrize("prepared", [None, 1.0], ids=["default-storage", "prepared-all-jpeg"])
+def test_a_node_neither_checks_nor_converts_an_on_disk_dataset_the_driver_shared(s3, tmp_path, monkeypatch, prepared):
     """An ImageNet-layout dataset with 3 corrupt images: the driver converts it (its check) and shares the
-    file and the record; a node with an empty cache gets both from the store and decodes nothing."""
+    file and the record; a node with an empty cache gets both from the store and decodes nothing, also
+    when the driver's file was prepared with another storage than the default (`--jpeg-fraction 1`)."""
     from datasets import get_source
     from datasets.readers.image_files import ImageFiles, ImageFileSource
     from datasets.storage.beton import read_labels
@@ -310,9 +312,10 @@ def test_a_node_neither_checks_nor_converts_an_on_disk_dataset_the_driver_shared
 
     write_imagenet(tmp_path / "data")
     corrupt = {p.name for p in add_corrupt_images(tmp_path / "data" / "imagenet" / "train" / WNIDS[1])}
-    monkeypatch.setenv(STORE_ENV, f"s3://{BUCKET}/ondisk/betons")
+    monkeypatch.setenv(STORE_ENV, f"s3://{BUCKET}/ondisk-{prepared}/betons")
     monkeypatch.setenv("SWEEPS_CACHE", str(tmp_path / "driver-cache"))
     driver = get_source("imagenet", tmp_path / "data")
+    driver.jpeg_fraction = prepared
     beton = driver.beton("train", 32)
     assert publish(beton) and publish(driver.skipped_log("train"))
 
@@ -321,6 +324,7 @@ def test_a_node_neither_checks_nor_converts_an_on_disk_dataset_the_driver_shared
 
     monkeypatch.setattr(ImageFileSource, "_check", decode)  # the check's decodes
     monkeypatch.setattr(ImageFiles, "__getitem__", decode)   # the conversion's decodes
+    monkeypatch.setattr(ImageFileSource, "_write", decode)   # a conversion at all (fails here, not in FFCV's workers)
     monkeypatch.setenv("SWEEPS_CACHE", str(tmp_path / "node-cache"))
     node = get_source("imagenet", tmp_path / "data")
     listed = node.scans["train"].files

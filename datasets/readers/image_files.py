@@ -337,21 +337,54 @@ class ImageFileSource(Source):
         the default one first where a resolution has several. A file without a storage tag in its
         name (written before there was a choice) stores every image as JPEG.
         """
-        digest = self.content_hash(split)[:16]
-        prefix = f"{self.name}-{split}-"
-        wanted = storage_tag(DEFAULT_JPEG_FRACTION if self.jpeg_fraction is None else self.jpeg_fraction)
+        folder = cache_root() / "betons"
+        names = [p.name for p in folder.glob(self._pattern(split))]
+        return {res: folder / name for res, name in self._usable(split, names).items()}
+
+    def _pattern(self, split: str) -> str:
+        return f"{self.name}-{split}-*px-*{self.content_hash(split)[:16]}.beton"
+
+    def _usable(self, split: str, names) -> dict[int, str]:
+        """Of the file names `names` (`_pattern`'s matches), those this source reads, by stored resolution."""
+        digest, prefix = self.content_hash(split)[:16], f"{self.name}-{split}-"
+        wanted = storage_tag(self.stored_jpeg_fraction)
         found, preferred = {}, {}
-        for path in (cache_root() / "betons").glob(f"{prefix}*px-*{digest}.beton"):
-            res, _, rest = path.name[len(prefix):-len(f"{digest}.beton")].partition("px-")
+        for name in names:
+            res, _, rest = name[len(prefix):-len(f"{digest}.beton")].partition("px-")
             tag = rest.rstrip("-") or storage_tag(1.0)
             if not res.isdigit() or (self.jpeg_fraction is not None and tag != wanted):
                 continue
-            if int(res) not in found or (tag == wanted and not preferred.get(int(res))):
-                found[int(res)], preferred[int(res)] = path, tag == wanted
+            if int(res) not in found or (tag == wanted and not preferred[int(res)]):
+                found[int(res)], preferred[int(res)] = name, tag == wanted
         return found
 
+    def _shared_beton(self, split: str, resolution: int) -> Path | None:
+        """A file of this split that the driver shared (`shared_cache`), copied into this node's cache.
+
+        Any storage serves, as on the node's own disk: a node fetches what the driver converted or
+        prepared rather than convert the images again, and reads the same file as the other nodes.
+        """
+        from filelock import FileLock
+
+        from datasets.storage.shared_cache import beton_store
+
+        store = beton_store()
+        if store is None:
+            return None
+        shared = self._usable(split, [loc.name for loc in store.entries(self._pattern(split), kind="file")])
+        shared = {r: name for r, name in shared.items() if r >= resolution}
+        if not shared:
+            return None
+        path = cache_root() / "betons" / shared[min(shared)]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(path) + ".lock"):  # the lock a conversion of this file would take
+            if path.exists() or fetch(path):
+                return path
+        return None
+
     def beton(self, split: str, resolution: int | None = None, num_workers: int = 1) -> Path:
-        """The split's `.beton`: the smallest stored one of at least `resolution`, else written now.
+        """The split's `.beton`: the smallest stored one of at least `resolution` (on this node, else in
+        the shared store), else written now.
 
         A new file is stored at `max_resolution` (option, default 512); asking for more is an error.
         """
@@ -360,6 +393,9 @@ class ImageFileSource(Source):
         stored = {r: p for r, p in self.stored_betons(split).items() if r >= resolution}
         if stored:
             return stored[min(stored)]
+        shared = self._shared_beton(split, resolution)
+        if shared is not None:
+            return shared
         if resolution > self.max_resolution:
             raise SourceError(
                 f"{self.name}/{split}: {resolution} px requested but the images are stored at most "
