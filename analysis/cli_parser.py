@@ -92,3 +92,14 @@ def number_at_least(minimum: float, strict: bool = False) -> Callable[[str], flo
             raise argparse.ArgumentTypeError(f"must be a number {relation} {minimum:g}, got {text}")
         return value
     return parse
+
+
+def fraction(text: str) -> float:
+    """An argparse `type`: a number within [0, 1], else a message naming the valid range."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number within [0, 1], got {text!r}") from None
+    if not 0.0 <= value <= 1.0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"must be a number within [0, 1], got {text}")
+    return value

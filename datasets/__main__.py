@@ -14,7 +14,7 @@ import os
 import sys
 import time
 
-from analysis.cli_parser import OneLineParser, at_least
+from analysis.cli_parser import OneLineParser, at_least, fraction
 from datasets import SourceError, get_source
 from datasets.sources import SOURCE_MODULES, SOURCES
 
@@ -78,17 +78,6 @@ def fractaldb_grid(args: argparse.Namespace) -> int:
     Image.fromarray(grid).save(args.out)
     print(f"{args.out}: {args.num_classes} classes (rows) x {args.per_class} instances (columns), {args.resolution} px each")
     return 0
-
-
-def fraction(text: str) -> float:
-    """An argparse `type`: a number within [0, 1]."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number within [0, 1], got {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be a number within [0, 1], got {text}")
-    return value
 
 
 def _parser() -> argparse.ArgumentParser:

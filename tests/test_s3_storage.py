@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -331,6 +332,11 @@ def test_a_node_neither_checks_nor_converts_an_on_disk_dataset_the_driver_shared
     expected = [int(y) for f, y in zip(listed, node.scans["train"].labels) if Path(f).name not in corrupt]
     assert len(expected) == len(listed) - 3  # hand count: every listed file but the three corrupt ones
     assert node.labels("train").tolist() == expected  # from the fetched record, not a check
+    usage = shutil.disk_usage(tmp_path)
+    with monkeypatch.context() as m:  # the copy is checked against free space, as a conversion is
+        m.setattr(shutil, "disk_usage", lambda p: usage._replace(free=100))
+        with pytest.raises(OSError, match="not enough disk space"):
+            node.beton("train", 32)
     fetched = node.beton("train", 32)
     assert fetched.parent == tmp_path / "node-cache" / "betons" and fetched.name == beton.name
     assert read_labels(fetched).tolist() == expected and node.num_skipped("train") == 3

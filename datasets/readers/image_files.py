@@ -48,7 +48,7 @@ from typing import Callable
 import numpy as np
 
 from datasets.storage.atomic import atomic_write
-from datasets.storage.beton import beton_path, cache_root, drop_rows, ensure_beton
+from datasets.storage.beton import beton_path, cache_root, check_free_space, drop_rows, ensure_beton
 from datasets.storage.cache_files import cached
 from datasets.storage.shared_cache import fetch
 from datasets.sources import Source, SourceError
@@ -375,10 +375,14 @@ class ImageFileSource(Source):
         shared = {r: name for r, name in shared.items() if r >= resolution}
         if not shared:
             return None
-        path = cache_root() / "betons" / shared[min(shared)]
+        name = shared[min(shared)]
+        path = cache_root() / "betons" / name
         path.parent.mkdir(parents=True, exist_ok=True)
         with FileLock(str(path) + ".lock"):  # the lock a conversion of this file would take
-            if path.exists() or fetch(path):
+            if path.exists():
+                return path
+            check_free_space(path.parent, (store / name).total_size())  # as before a conversion
+            if fetch(path):
                 return path
         return None
 
