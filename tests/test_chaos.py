@@ -3,8 +3,8 @@
 - `test_faults_in_one_sweep`: a stale `.driver.json` naming a live unrelated process (it must
   survive), two drivers started at once (one refuses), a trial raising at a random epoch (retried
   from its checkpoint), the driver SIGKILLed mid-sweep and the sweep re-run (the dead driver's Ray
-  processes are stopped, nothing else). The sweep ends with every cell finished exactly once per
-  epoch.
+  processes are stopped, nothing else; cells that had finished are not run again). The sweep ends
+  with every cell finished exactly once per epoch, and the re-run writes the report.
 - `test_unreadable_checkpoint_names_the_cell_and_path`: a cell fails and its checkpoint is then
   corrupted; the re-run ends with one line naming the cell, the exception and the checkpoint's
   path, a non-zero exit, and the other cells finished exactly once per epoch.
@@ -127,9 +127,15 @@ def test_faults_in_one_sweep(tmp_path):
         running.wait()
         left = [entry for entry in lock["ray"] if same_process(entry)]
         assert left, "a SIGKILLed driver leaves its Ray processes running"
+        finished = {d: (d / "result.json").read_text() for d in cells_of(sweep).values()
+                    if finetune_epochs(d) == list(range(1, SMOKE_EPOCHS + 1))}
 
-        out = subprocess.run(sweep_cmd(tmp_path), cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+        # re-run with the report (the first drivers ran without one)
+        rerun = [arg for arg in sweep_cmd(tmp_path) if arg != "--no-report"]
+        out = subprocess.run(rerun, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
         assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+        for trial_dir, text in finished.items():  # cells finished before the kill were not run again
+            assert (trial_dir / "result.json").read_text() == text
         assert not any(same_process(entry) for entry in left)  # the dead driver's Ray processes were stopped
         assert unrelated.poll() is None  # ... and the unrelated process named by the stale lock was not
         assert psutil.Process(unrelated.pid).create_time() == unrelated_started
@@ -146,6 +152,11 @@ def test_faults_in_one_sweep(tmp_path):
                 if (d / "error.txt").exists() and "injected fault" in (d / "error.txt").read_text()]
     assert recorded, "no retried failure was recorded by Tune"
     assert not (sweep / LOCK_NAME).exists()
+    assert len(list((tmp_path / "pretrained").glob("*/model.pt"))) == 2  # full and quantity=100, once each
+    report = sweep / "report"
+    for name in ("points.csv", "trends.csv", "scatter.png"):
+        assert (report / name).stat().st_size > 100
+    assert f"report:  {(report / 'report.html').as_uri()}" in out.stdout
 
 
 @pytest.mark.slow

@@ -63,7 +63,7 @@ def test_location_reads_and_writes_s3_like_a_directory(s3):
 
 def test_racing_clients_get_one_lease(s3):
     location = Location.of(f"s3://{BUCKET}/race/.sweep.driver.lock")
-    start, results = threading.Barrier(6), []
+    start, results, held_leases = threading.Barrier(6), [], []
 
     def contend(i: int) -> None:
         lease = LeaseLock(location, {"who": i}, lease_s=30)
@@ -71,6 +71,7 @@ def test_racing_clients_get_one_lease(s3):
         try:
             lease.try_acquire()
             results.append(("held", i))
+            held_leases.append(lease)
         except LockHeld as held:
             results.append(("refused", held.holder["who"]))
 
@@ -82,6 +83,9 @@ def test_racing_clients_get_one_lease(s3):
     winners = [i for what, i in results if what == "held"]
     assert len(winners) == 1, results
     assert all(who == winners[0] for what, who in results if what == "refused"), results  # they name the winner
+    for lease in held_leases:  # stops its renewing thread (it would renew for the rest of the session)
+        lease.release()
+    assert not location.exists()
 
 
 class CutOff(LeaseLock):

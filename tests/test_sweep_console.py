@@ -21,13 +21,34 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT, run_sweep_script
-from test_sweep_e2e import assert_complete, result_rows
+
+from analysis.ingest import load_experiments, load_trials
 
 pytestmark = pytest.mark.slow
+SMOKE_CELLS, SMOKE_EPOCHS = 4, 2  # scratch, full and two quantities of one architecture
 CELLS = {"resnet18-scratch-s0", "resnet18-synthnet-full-s0", "resnet18-synthnet-quantity=100-s0",
          "resnet18-synthnet-quantity=400-s0"}
 PRETRAINED = CELLS - {"resnet18-scratch-s0"}
 COLUMNS = ["cell", "phase", "epoch", "ID F1 %", "OOD F1 %", "images/s", "status"]
+
+
+def result_rows(trial_dir: Path) -> list[dict]:
+    path = trial_dir / "result.json"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+
+
+def assert_complete(sweep: Path) -> None:
+    """Every cell finished, with exactly one row per fine-tuning epoch 1..E and scores in [0, 1]."""
+    df = load_experiments([sweep])
+    trials = load_trials([sweep])
+    assert len(trials) == SMOKE_CELLS and set(trials["status"]) == {"finished"}, trials[["trial_id", "status"]]
+    assert df["cell_id"].nunique() == SMOKE_CELLS
+    for _, rows in df.groupby("cell_id"):
+        assert sorted(rows["epoch"]) == list(range(1, SMOKE_EPOCHS + 1))
+    assert df[["id_f1", "ood_f1", "id_val_f1", "ood_val_f1"]].apply(lambda s: s.between(0, 1).all()).all()
+    for trial_dir in sweep.glob("exp-*/cell-*"):  # on disk too, not only after ingest de-duplicates
+        epochs = [r["epoch"] for r in result_rows(trial_dir) if r.get("phase") == "finetune"]
+        assert sorted(epochs) == list(range(1, SMOKE_EPOCHS + 1)), (trial_dir, epochs)
 
 
 def finetune_rows(trial_dir: Path) -> list[dict]:
