@@ -1,6 +1,8 @@
 """Embedded sources, the .beton round trip and the quantity intervention."""
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 
@@ -117,3 +119,38 @@ def test_importing_datasets_stays_light():
             "print(sorted(m for m in ('torch', 'ffcv', 'numba') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_a_failure_in_ffcvs_decoding_thread_reaches_the_training_loop():
+    """FFCV's own iterator waits for ever when its decoding thread raises; ours raises in the reader."""
+    from datasets.storage.loaders import LoaderThreadError
+
+    path = get_source("synthnet", num_classes=4, images_per_class=12, val_per_class=2).beton("train", 32)
+    loader = make_loader(path, 8, 32, 1, train=False)
+    assert sum(len(y) for _, y in loader) == 48  # compiled and read once, whole
+    (stages, outputs), calls = loader.code, []
+
+    def second_batch_fails(stage):
+        def run(**args):
+            calls.append(1)
+            if len(calls) == 2:
+                raise ValueError("page 3 is unreadable")
+            return stage(**args)
+        return run
+
+    loader.code = ([(second_batch_fails(stage), defined) for stage, defined in stages[:1]] + stages[1:], outputs)
+    outcome: dict = {}
+
+    def read() -> None:
+        try:
+            outcome["sizes"] = [len(y) for _, y in loader]
+        except LoaderThreadError as error:
+            outcome["error"] = error
+
+    reader = threading.Thread(target=read, daemon=True)  # a hang fails the test instead of stalling the suite
+    reader.start()
+    reader.join(timeout=60)
+    assert not reader.is_alive(), "the loop still waits for a batch that never comes"
+    error = outcome["error"]
+    assert str(path) in str(error) and "ValueError: page 3 is unreadable" in str(error)
+    assert isinstance(error.__cause__, ValueError)

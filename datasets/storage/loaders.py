@@ -1,10 +1,16 @@
 """FFCV loaders over `.beton` files. Pipelines are lists, as in FFCV's examples; the GPU variant
 moves uint8 batches with `ToDevice` and normalises them on the GPU, the CPU one normalises in the
-jitted decoding stage, fused with the crop and the flip (`datasets.storage.decoders`)."""
+jitted decoding stage, fused with the crop and the flip (`datasets.storage.decoders`).
+
+FFCV decodes each epoch in a thread of its own (`EpochIterator`); when that thread raises, FFCV's
+consumer waits for the next batch for ever, so a trial would hang holding its CPUs or GPU. Our
+`Loader` hands the thread's exception to the loop that reads the batches (`LoaderThreadError`).
+"""
 from __future__ import annotations
 
 from collections import OrderedDict
 from pathlib import Path
+from queue import Full
 
 import numpy as np
 import torch
@@ -14,13 +20,68 @@ from datasets.storage.ffcv_import import import_ffcv
 import_ffcv()  # before FFCV's own imports: skips ~4 s of numba compilation (see ffcv_import.py)
 
 from ffcv.fields.decoders import IntDecoder  # noqa: E402
-from ffcv.loader import Loader, OrderOption  # noqa: E402
+from ffcv.loader import Loader as FFCVLoader  # noqa: E402
+from ffcv.loader import OrderOption  # noqa: E402
+from ffcv.loader.epoch_iterator import IS_CUDA, EpochIterator  # noqa: E402
+from ffcv.pipeline.compiler import Compiler  # noqa: E402
 from ffcv.transforms import Squeeze, ToDevice, ToTensor, ToTorchImage  # noqa: E402
 
 from datasets.storage.decoders import CenterCropDecoder, RandomResizedCropFlipDecoder, normalisation_table  # noqa: E402
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406]) * 255
 IMAGENET_STD = np.array([0.229, 0.224, 0.225]) * 255
+
+
+class LoaderThreadError(RuntimeError):
+    """FFCV's decoding thread raised while preparing a batch (the cause is chained)."""
+
+
+class _ThreadFailed:
+    def __init__(self, error: BaseException):
+        self.error = error
+
+
+class _CheckedEpochIterator(EpochIterator):
+    """FFCV's `EpochIterator`, whose thread passes its exception on to the reader of the batches."""
+
+    def run(self) -> None:
+        try:
+            super().run()
+        except BaseException as error:  # noqa: BLE001 (raised again, chained, where the batches are read)
+            failed = _ThreadFailed(error)
+            while not self.terminate_event.is_set():
+                try:
+                    self.output_queue.put(failed, timeout=0.5)
+                    return
+                except Full:
+                    continue
+
+    def __next__(self):  # FFCV's `__next__`, plus the failure
+        result = self.output_queue.get()
+        if isinstance(result, _ThreadFailed):
+            self.close()
+            raise LoaderThreadError(f"reading {self.loader.reader.file_name} failed in FFCV's decoding thread: "
+                                    f"{type(result.error).__name__}: {result.error}") from result.error
+        if result is None:
+            self.close()
+            raise StopIteration()
+        slot, batch = result
+        if IS_CUDA:
+            self.current_stream.wait_stream(self.cuda_streams[slot])  # the copy to the GPU is done
+        return batch
+
+
+class Loader(FFCVLoader):
+    """FFCV's `Loader`, its epochs read through `_CheckedEpochIterator` (FFCV's `__iter__` otherwise)."""
+
+    def __iter__(self):
+        Compiler.set_num_threads(self.num_workers)
+        order = self.next_traversal_order()
+        selected_order = order[:len(self) * self.batch_size]
+        self.next_epoch += 1
+        if self.code is None or self.recompile:  # compiled at the first epoch
+            self.generate_code()
+        return _CheckedEpochIterator(self, selected_order)
 
 
 class Normalize(torch.nn.Module):
