@@ -22,7 +22,7 @@ import_ffcv()  # before FFCV's own imports: skips ~4 s of numba compilation (see
 from ffcv.fields.decoders import IntDecoder  # noqa: E402
 from ffcv.loader import Loader as FFCVLoader  # noqa: E402
 from ffcv.loader import OrderOption  # noqa: E402
-from ffcv.loader.epoch_iterator import IS_CUDA, EpochIterator  # noqa: E402
+from ffcv.loader.epoch_iterator import EpochIterator  # noqa: E402
 from ffcv.pipeline.compiler import Compiler  # noqa: E402
 from ffcv.transforms import Squeeze, ToDevice, ToTensor, ToTorchImage  # noqa: E402
 
@@ -36,39 +36,32 @@ class LoaderThreadError(RuntimeError):
     """FFCV's decoding thread raised while preparing a batch (the cause is chained)."""
 
 
-class _ThreadFailed:
-    def __init__(self, error: BaseException):
-        self.error = error
-
-
 class _CheckedEpochIterator(EpochIterator):
-    """FFCV's `EpochIterator`, whose thread passes its exception on to the reader of the batches."""
+    """FFCV's `EpochIterator`, whose thread passes its exception on to the reader of the batches: it
+    ends the epoch as FFCV does (`None` in its queue) and the reader raises the recorded error."""
+
+    error: BaseException | None = None  # set by the thread before it ends the epoch
 
     def run(self) -> None:
         try:
             super().run()
         except BaseException as error:  # noqa: BLE001 (raised again, chained, where the batches are read)
-            failed = _ThreadFailed(error)
+            self.error = error
             while not self.terminate_event.is_set():
                 try:
-                    self.output_queue.put(failed, timeout=0.5)
+                    self.output_queue.put(None, timeout=0.5)
                     return
                 except Full:
                     continue
 
-    def __next__(self):  # FFCV's `__next__`, plus the failure
-        result = self.output_queue.get()
-        if isinstance(result, _ThreadFailed):
-            self.close()
+    def __next__(self):
+        try:
+            return super().__next__()
+        except StopIteration:
+            if self.error is None:
+                raise
             raise LoaderThreadError(f"reading {self.loader.reader.file_name} failed in FFCV's decoding thread: "
-                                    f"{type(result.error).__name__}: {result.error}") from result.error
-        if result is None:
-            self.close()
-            raise StopIteration()
-        slot, batch = result
-        if IS_CUDA:
-            self.current_stream.wait_stream(self.cuda_streams[slot])  # the copy to the GPU is done
-        return batch
+                                    f"{type(self.error).__name__}: {self.error}") from self.error
 
 
 class Loader(FFCVLoader):
