@@ -5,7 +5,8 @@ description from `<storage>/pretrained/<inputs.key>/`, training them first when 
 hashes every field of `inputs`, so a model is reused exactly when all its inputs agree, whichever
 sweep or experiment asks (a `full` baseline pre-trained once serves every sweep). One trial
 trains it under a lock; the others wait, then load it. `state.pt` holds the last finished
-epoch, so a killed trial loses at most the epoch in flight.
+epoch, so a killed trial loses at most the epoch in flight (or the last one, when killed between
+its report and the model file written at once after it).
 
 The cache lies wherever the storage does (`datasets.storage.location`): on a filesystem the lock is a file
 lock (`<key>/.lock`, which needs a filesystem whose locks reach every node: local, NFSv4, EFS,
@@ -267,7 +268,8 @@ def _train(inputs: PretrainInputs, cache: Location, context: RunContext, cpus: i
         stats = train_epoch(model, train_loader, optimizer, scheduler, label_map, device, inputs.precision, scaler,
                             objective.step_loss)
         metrics = evaluate(model, {"pretrain_val": val_loader}, device, subset.label_map, precision=inputs.precision)
-        state_file.save_torch(training_state(model, optimizer, scheduler, scaler, epoch + 1))
+        if epoch + 1 < inputs.epochs:  # after the last epoch `_finish` writes the model itself, then drops the state
+            state_file.save_torch(training_state(model, optimizer, scheduler, scaler, epoch + 1))
         report({"phase": "pretrain", "epoch": epoch + 1, "pretrain_loss": stats["train_loss"],
                 "images_per_s": stats["images_per_s"], **metrics})
 

@@ -9,6 +9,8 @@
   corrupted; the re-run ends with one line naming the cell, the exception and the checkpoint's
   path, a non-zero exit, and the other cells finished exactly once per epoch.
 - `test_pretrain_wait_times_out_with_a_clear_message`: a cell waiting for another's pre-training.
+- `test_pretraining_keeps_the_state_of_every_epoch_but_the_last`: what a killed pre-training
+  resumes from, and the one state it need not write (the model file follows at once).
 
 Ray runs under its own temporary directory (RAY_TMPDIR) per test, never the machine's default.
 """
@@ -219,3 +221,32 @@ def test_pretrain_wait_times_out_with_a_clear_message(tmp_path):
     message = str(err.value)
     assert str(cache / ".lock") in message and "pid 4242 on node-7" in message and "--pretrain-wait" in message
     assert "\n" not in message and not (cache / "model.pt").exists()
+
+
+def test_pretraining_keeps_the_state_of_every_epoch_but_the_last(tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    from datasets.storage.location import Location
+    from engine.inputs import PretrainInputs
+    from engine.pretrain import RunContext, cache_dir, pretrain
+    from engine.recipes import SMOKE_RECIPE
+    from engine.spec import SweepSpec, cells
+
+    epochs = 3
+    spec = SweepSpec(name="t", intervention="quantity", values=(100,), sources=("synthnet",),
+                     archs=("mobilenet_v3_small",), recipe=replace(SMOKE_RECIPE, pretrain_epochs=epochs))
+    inputs = PretrainInputs.from_config(next(c for c in cells(spec) if c["intervention"] == "quantity"))
+    context = RunContext(storage=str(tmp_path), data_root=None, cache_dir=str(tmp_path / "cache"), git_sha="test")
+    saved = []
+    real_save = Location.save_torch
+
+    def recording(location, obj):
+        saved.append((Path(location.uri).name, obj.get("epoch")))
+        real_save(location, obj)
+
+    monkeypatch.setattr(Location, "save_torch", recording)
+    pretrain(inputs, context, cpus=1, device=torch.device("cpu"))
+    # a state after epochs 1 and 2 (a trial killed in epoch 2 or 3 resumes from it), then the model
+    assert saved == [("state.pt", 1), ("state.pt", 2), ("model.pt", None)], saved
+    cache = cache_dir(tmp_path, inputs).path
+    assert (cache / "model.pt").exists() and not (cache / "state.pt").exists()

@@ -221,3 +221,24 @@ def test_drop_rows_keeps_the_other_rows_in_order(tmp_path, isolated_cache):
     assert np.concatenate([y.numpy().reshape(-1) for y in labels]).tolist() == kept  # a last batch of 1 is squeezed
     for image, label in zip(pixels, kept):  # raw (not JPEG) rows: the very pixels written
         assert np.abs(image - rows[label][0]).max() < 1
+
+
+def test_a_training_state_is_written_whole_or_not_at_all(tmp_path, monkeypatch):
+    import torch
+
+    from datasets.storage.location import Location
+
+    state = Location.of(str(tmp_path)) / "state.pt"
+    state.save_torch({"epoch": 1, "weights": torch.arange(6.0)})
+    loaded = state.load_torch()
+    assert loaded["epoch"] == 1 and torch.equal(loaded["weights"], torch.arange(6.0)) and leftovers(tmp_path) == []
+
+    def half_then_full(obj, path):  # the disk fills up while the state is being written
+        Path(path).write_bytes(b"PK\x03\x04 half a zip")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", half_then_full)
+    with pytest.raises(OSError) as err:
+        state.save_torch({"epoch": 2, "weights": torch.zeros(6)})
+    assert err.value.errno == errno.ENOSPC and leftovers(tmp_path) == []
+    assert state.load_torch()["epoch"] == 1  # the last complete state is still there

@@ -192,8 +192,13 @@ class Location:
         self.write_bytes(text.encode())
 
     def save_torch(self, obj) -> None:
+        """`torch.save(obj)` to the file, whole (atomic locally, written straight to its temporary file:
+        no copies of a training state in memory; one PUT on S3)."""
         import torch
 
+        if not self.remote:
+            atomic_write(self.uri, lambda tmp: torch.save(obj, tmp))
+            return
         buffer = io.BytesIO()
         torch.save(obj, buffer)
         self.write_bytes(buffer.getvalue())
@@ -201,7 +206,8 @@ class Location:
     def load_torch(self, map_location="cpu"):
         import torch
 
-        return torch.load(io.BytesIO(self.read_bytes()), map_location=map_location, weights_only=True)
+        source = self.uri if not self.remote else io.BytesIO(self.read_bytes())
+        return torch.load(source, map_location=map_location, weights_only=True)
 
     def mkdir(self) -> None:
         """Make the directory (local); object stores have no directories to make."""
