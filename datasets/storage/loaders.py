@@ -4,7 +4,8 @@ jitted decoding stage, fused with the crop and the flip (`datasets.storage.decod
 
 FFCV decodes each epoch in a thread of its own (`EpochIterator`); when that thread raises, FFCV's
 consumer waits for the next batch for ever, so a trial would hang holding its CPUs or GPU. Our
-`Loader` hands the thread's exception to the loop that reads the batches (`LoaderThreadError`).
+`Loader` hands the thread's exception to the loop that reads the batches (`LoaderThreadError`),
+and that thread deals a batch's images to numba's threads one at a time.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from collections import OrderedDict
 from pathlib import Path
 from queue import Full
 
+import numba
 import numpy as np
 import torch
 
@@ -37,12 +39,18 @@ class LoaderThreadError(RuntimeError):
 
 
 class _CheckedEpochIterator(EpochIterator):
-    """FFCV's `EpochIterator`, whose thread passes its exception on to the reader of the batches: it
-    ends the epoch as FFCV does (`None` in its queue) and the reader raises the recorded error."""
+    """FFCV's `EpochIterator`, whose thread passes its exception on to the reader of the batches (it
+    ends the epoch as FFCV does, `None` in its queue, and the reader raises the recorded error) and
+    hands the images of a batch to numba's threads one at a time."""
 
     error: BaseException | None = None  # set by the thread before it ends the epoch
 
     def run(self) -> None:
+        # numba's prange would split each batch into one equal run of images per thread up front; a
+        # JPEG row costs ~2.5x a raw one, so the thread dealt fewer JPEGs waited at the end of every
+        # batch (CPU/wall 1.86 of 2 cores). One image at a time keeps both busy: 1.95, +3-5% img/s
+        # (benchmarks/README.md). The setting is this thread's own: no other numba code sees it.
+        numba.set_parallel_chunksize(1)
         try:
             super().run()
         except BaseException as error:  # noqa: BLE001 (raised again, chained, where the batches are read)
