@@ -121,23 +121,32 @@ def test_importing_datasets_stays_light():
     assert out.strip() == "[]"
 
 
+def compiled_loader_calling(before_each_batch):
+    """A compiled 48-image loader (batches of 8) whose first pipeline stage calls
+    `before_each_batch(batch_number)` first, in FFCV's decoding thread; and its file."""
+    path = get_source("synthnet", num_classes=4, images_per_class=12, val_per_class=2).beton("train", 32)
+    loader = make_loader(path, 8, 32, 1, train=False)
+    assert sum(len(y) for _, y in loader) == 48  # compiled and read once, whole
+    (stages, outputs), batches = loader.code, []
+
+    def wrapped(stage):
+        def run(**args):
+            batches.append(1)
+            before_each_batch(len(batches))
+            return stage(**args)
+        return run
+
+    loader.code = ([(wrapped(stage), defined) for stage, defined in stages[:1]] + stages[1:], outputs)
+    return loader, path
+
+
 def test_ffcvs_decoding_thread_deals_images_one_at_a_time():
     """A JPEG row costs ~2.5x a raw one: numba's default split of a batch into equal halves, fixed
     up front, leaves a thread idle at the end of each batch. The setting stays in FFCV's thread."""
     import numba
 
-    path = get_source("synthnet", num_classes=4, images_per_class=12, val_per_class=2).beton("train", 32)
-    loader = make_loader(path, 8, 32, 1, train=False)
-    assert sum(len(y) for _, y in loader) == 48  # compiled and read once, whole
-    (stages, outputs), seen = loader.code, []
-
-    def recording(stage):
-        def run(**args):
-            seen.append(numba.get_parallel_chunksize())
-            return stage(**args)
-        return run
-
-    loader.code = ([(recording(stage), defined) for stage, defined in stages[:1]] + stages[1:], outputs)
+    seen = []
+    loader, _ = compiled_loader_calling(lambda batch: seen.append(numba.get_parallel_chunksize()))
     assert sum(len(y) for _, y in loader) == 48
     assert seen == [1] * 6, seen
     assert numba.get_parallel_chunksize() == 0  # this thread's: numba's default
@@ -147,20 +156,11 @@ def test_a_failure_in_ffcvs_decoding_thread_reaches_the_training_loop():
     """FFCV's own iterator waits for ever when its decoding thread raises; ours raises in the reader."""
     from datasets.storage.loaders import LoaderThreadError
 
-    path = get_source("synthnet", num_classes=4, images_per_class=12, val_per_class=2).beton("train", 32)
-    loader = make_loader(path, 8, 32, 1, train=False)
-    assert sum(len(y) for _, y in loader) == 48  # compiled and read once, whole
-    (stages, outputs), calls = loader.code, []
+    def second_batch_fails(batch: int) -> None:
+        if batch == 2:
+            raise ValueError("page 3 is unreadable")
 
-    def second_batch_fails(stage):
-        def run(**args):
-            calls.append(1)
-            if len(calls) == 2:
-                raise ValueError("page 3 is unreadable")
-            return stage(**args)
-        return run
-
-    loader.code = ([(second_batch_fails(stage), defined) for stage, defined in stages[:1]] + stages[1:], outputs)
+    loader, path = compiled_loader_calling(second_batch_fails)
     outcome: dict = {}
 
     def read() -> None:
