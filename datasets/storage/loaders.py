@@ -50,8 +50,8 @@ class _CheckedEpochIterator(EpochIterator):
         # JPEG row costs ~2.5x a raw one, so the thread dealt fewer JPEGs waited at the end of every
         # batch (CPU/wall 1.86 of 2 cores). One image at a time keeps both busy: 1.95, +3-5% img/s
         # (benchmarks/README.md). The setting is this thread's own: no other numba code sees it.
-        numba.set_parallel_chunksize(1)
-        try:
+        try:  # both inside: a failure of either reaches the reader instead of hanging it
+            numba.set_parallel_chunksize(1)
             super().run()
         except BaseException as error:  # noqa: BLE001 (raised again, chained, where the batches are read)
             self.error = error
