@@ -121,6 +121,38 @@ def test_importing_datasets_stays_light():
     assert out.strip() == "[]"
 
 
+def test_a_fork_pools_workers_obey_sigterm_although_the_parent_handles_it_in_python():
+    """`ray.init` leaves a Python SIGTERM handler in its process (a driver, this test session), and
+    forked workers inherit it. `Pool.terminate()` ends a worker still waiting for the task queue's
+    lock (which the parent then holds) only by SIGTERM: one that ignored it kept the `with` block
+    ending the pool waiting for ever (seen once in a full run of the suite). A handler that does
+    nothing makes the loss certain; an idle worker must still end at once."""
+    import subprocess
+    import sys
+
+    # the worker is killed idle, holding the task queue's lock: the pool cannot be ended normally
+    # after that, so the script leaves with os._exit
+    code = ("import os, signal, time, psutil\n"
+            "signal.signal(signal.SIGTERM, lambda *a: None)\n"
+            "from datasets.processes import fork_pool\n"
+            "pool = fork_pool(1)\n"
+            "worker = pool.apply(os.getpid)\n"
+            "os.kill(worker, signal.SIGTERM)\n"
+            "deadline, ended = time.monotonic() + 20, False\n"
+            "while not ended and time.monotonic() < deadline:\n"
+            "    try:\n"
+            "        ended = psutil.Process(worker).status() == psutil.STATUS_ZOMBIE\n"
+            "    except psutil.NoSuchProcess:\n"
+            "        ended = True\n"
+            "    time.sleep(0.05)\n"
+            "print('ended' if ended else 'alive', flush=True)\n"
+            "for child in psutil.Process().children():  # the pool's workers, its replacement included\n"
+            "    child.kill()\n"
+            "os._exit(0)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "ended", (out.stdout, out.stderr[-2000:])
+
+
 def compiled_loader_calling(before_each_batch):
     """A compiled 48-image loader (batches of 8) whose first pipeline stage calls
     `before_each_batch(batch_number)` first, in FFCV's decoding thread; and its file."""

@@ -203,14 +203,14 @@ class FractalDB(GeneratedSource):
 
 def search_systems(seed: int, num_classes: int, threshold: float, num_workers: int = 1) -> list[np.ndarray]:
     """Class systems 0..num_classes-1; the same for any `num_workers` (each class has its own seed)."""
-    from multiprocessing import get_context
-
     from tqdm import tqdm
+
+    from datasets.processes import fork_pool
 
     jobs = [(seed, k, threshold) for k in range(num_classes)]
     desc = f"searching {num_classes} FractalDB classes (filling rate >= {threshold})"
     if num_workers > 1:
-        with get_context("fork").Pool(num_workers) as pool:
+        with fork_pool(num_workers) as pool:
             return list(tqdm(pool.imap(_search_job, jobs), total=len(jobs), desc=desc, unit="class"))
     return [search_class(*job) for job in tqdm(jobs, desc=desc, unit="class")]
 

@@ -301,15 +301,15 @@ class ImageFileSource(Source):
                   file=sys.stderr)
 
     def _check(self, split: str, log: Path, num_workers: int) -> None:
-        from multiprocessing import get_context
-
         from tqdm import tqdm
+
+        from datasets.processes import fork_pool
 
         scan = self.scans[split]
         jobs = [str(self.root / f) for f in scan.files]
         desc = f"checking {self.name}/{split} images"
         if num_workers > 1 and len(jobs) > 64:
-            with get_context("fork").Pool(num_workers) as pool:
+            with fork_pool(num_workers) as pool:
                 reasons = list(tqdm(pool.imap(_check_job, jobs, chunksize=64), total=len(jobs), desc=desc, unit="img"))
         else:
             reasons = [check_image(job) for job in tqdm(jobs, desc=desc, unit="img")]
