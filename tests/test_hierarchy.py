@@ -82,6 +82,37 @@ def test_wnid_roundtrip_and_errors() -> None:
             synset_of(bad)
 
 
+def _wrong_lookups_in_a_child(seed: int, expected: dict[str, str]) -> list[str]:
+    """Each of the 1000 wnids looked up 3 times in a shuffled order; the wnids whose lookup went wrong."""
+    import random
+
+    order = list(expected) * 3
+    random.Random(seed).shuffle(order)
+    wordnet()._synset_offset_cache.clear()  # each lookup reads the data file, not nltk's cache
+    wrong = []
+    for wnid in order:
+        try:
+            if synset_of(wnid).name() != expected[wnid]:
+                wrong.append(wnid)
+        except ValueError:
+            wrong.append(wnid)
+    return wrong
+
+
+def test_forked_children_read_wordnet_through_their_own_files() -> None:
+    # nltk keeps data.noun open and seeks in it per lookup; forked children that shared their parent's
+    # open file (offset included) read each other's lines (FFCV's writer processes hit this).
+    from functools import partial
+
+    from datasets.processes import fork_pool
+
+    expected = {w: synset_of(w).name() for w in imagenet_wnids()}  # the parent's reader has its files open
+    with fork_pool(2) as pool:
+        children = pool.map(partial(_wrong_lookups_in_a_child, expected=expected), [1, 2])
+    for wrong in children:
+        assert not wrong, f"{len(wrong)} of 3000 lookups went wrong in a child, e.g. {wrong[:3]}"
+
+
 def test_imagenet_wnids_package_data() -> None:
     wnids = imagenet_wnids()
     assert len(wnids) == 1000 == len(set(wnids))

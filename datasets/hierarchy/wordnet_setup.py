@@ -16,6 +16,7 @@ import os
 import re
 import shutil
 import sys
+import weakref
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -219,7 +220,22 @@ def _load_wordnet() -> WordNetCorpusReader:
         )
     global _ORIGIN
     _ORIGIN = origin
+    os.register_at_fork(after_in_child=functools.partial(_forget_open_files, weakref.ref(wn)))
     return wn
+
+
+def _forget_open_files(reader_ref: weakref.ref) -> None:
+    """In a forked child: drop the WordNet files the reader holds open, so that it opens its own.
+
+    nltk's reader keeps its data files open and seeks in them for each lookup. A forked child
+    shares each open file with its parent and siblings, offset included, so their seeks move under
+    it and a lookup reads another synset's line ("wnid ... is not a WordNet 3.0 noun synset offset"
+    in FFCV's writer processes). These are the reader's only long-lived handles in nltk 3.10.
+    """
+    reader = reader_ref()
+    if reader is not None:
+        reader._data_file_map = {}
+        reader._key_count_file = reader._key_synset_file = None
 
 
 def _provide_system_wordnet() -> str:
