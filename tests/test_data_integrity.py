@@ -223,6 +223,43 @@ def test_drop_rows_keeps_the_other_rows_in_order(tmp_path, isolated_cache):
         assert np.abs(image - rows[label][0]).max() < 1
 
 
+class _RaisesAtRow27:
+    """40 tiny images, the source of a `.beton`; reading row 27 raises, as a bug in a source would."""
+
+    def __len__(self) -> int:
+        return 40
+
+    def __getitem__(self, index: int):
+        if index == 27:
+            raise ZeroDivisionError("row 27 of a source with a bug")
+        return np.full((8, 8, 3), index, np.uint8), index
+
+
+def test_a_row_raising_in_a_writer_process_fails_the_conversion_with_its_traceback(tmp_path):
+    # FFCV's own writer waits for ever for the rows of a worker process that died.
+    import threading
+
+    from datasets.storage.beton import ensure_beton
+    from datasets.storage.writer import WriterProcessError
+
+    path, outcome = tmp_path / "bug.beton", {}
+
+    def convert():
+        try:
+            ensure_beton(path, _RaisesAtRow27, 40 * 512, max_resolution=8, num_workers=2)
+        except Exception as error:
+            outcome["error"] = error
+
+    thread = threading.Thread(target=convert, daemon=True)
+    thread.start()
+    thread.join(60)
+    assert not thread.is_alive(), "the conversion still waits for the process that raised"
+    error = outcome.get("error")
+    assert isinstance(error, WriterProcessError), error
+    assert "ZeroDivisionError: row 27 of a source with a bug" in str(error) and "__getitem__" in str(error)
+    assert [p.name for p in tmp_path.iterdir()] == ["bug.beton.lock"]  # no file, no half-written temporary
+
+
 def test_a_training_state_is_written_whole_or_not_at_all(tmp_path, monkeypatch):
     import torch
 

@@ -79,7 +79,8 @@ def ensure_beton(
 
         import_ffcv()
         from ffcv.fields import IntField, RGBImageField
-        from ffcv.writer import DatasetWriter
+
+        from datasets.storage.writer import write_indexed
 
         if jpeg_fraction is None:
             image_field = RGBImageField(write_mode=write_mode, max_resolution=max_resolution, jpeg_quality=jpeg_quality)
@@ -91,8 +92,7 @@ def ensure_beton(
         def write(tmp: Path) -> None:
             # chunks of 16 rows (FFCV's default is 100): the workers finish together instead of one
             # converting the last 100 images alone
-            DatasetWriter(str(tmp), fields, num_workers=max(1, num_workers)).from_indexed_dataset(make_dataset(),
-                                                                                                 chunksize=16)
+            write_indexed(tmp, fields, make_dataset(), num_workers, chunksize=16)
             if check is not None:  # may edit or refuse the written file: a refused one is removed, never renamed
                 check(tmp)
 
