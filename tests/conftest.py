@@ -11,6 +11,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from process_stacks import kill_tree, stacks_of_tree
 
 ROOT = Path(__file__).resolve().parent.parent
 BUCKET = "sweeps"   # the bucket of the `s3` fixture's server
@@ -40,10 +41,28 @@ def this_checkout_env(env: dict | None = None) -> dict:
 def run_sweep_script(script: str, *args: str, env: dict | None = None, timeout: float = 600,
                      **popen) -> subprocess.CompletedProcess:
     """Run `sweeps/<script>` in a fresh interpreter, as a user would, importing this checkout's packages
-    (an editable install may point at another checkout of the project)."""
-    return subprocess.run([sys.executable, str(ROOT / "sweeps" / script), *args], cwd=ROOT,
-                          env=this_checkout_env(env), capture_output=True, text=True,
-                          timeout=timeout, **popen)
+    (an editable install may point at another checkout of the project); `run_with_stacks` does the rest."""
+    return run_with_stacks([sys.executable, str(ROOT / "sweeps" / script), *args], timeout,
+                           cwd=ROOT, env=this_checkout_env(env), **popen)
+
+
+def run_with_stacks(command: list[str], timeout: float, **popen) -> subprocess.CompletedProcess:
+    """`subprocess.run(command, capture_output=True, text=True)`, but past `timeout` seconds it raises
+    `ScriptTimeout` with the stacks of the command's processes (its Ray trials included) and kills them all."""
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen) as process:
+        try:
+            out, err = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            stacks = stacks_of_tree(process.pid)
+            kill_tree(process.pid)
+            out, err = process.communicate()
+            raise ScriptTimeout(f"{' '.join(command)} still ran after {timeout:.0f} s; where its processes "
+                                f"stood:\n{stacks}\n--- its stderr, last 3000 characters:\n{err[-3000:]}") from None
+    return subprocess.CompletedProcess(command, process.returncode, out, err)
+
+
+class ScriptTimeout(AssertionError):
+    """A sweep script outran its time limit; the message holds every process's stacks."""
 
 
 class SmokeRuns:
