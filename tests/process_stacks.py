@@ -26,10 +26,13 @@ def _tree(pid: int) -> list[psutil.Process]:
 
 def _worth_a_dump(process: psutil.Process, root: int) -> bool:
     """The root (a sweep driver) and the Ray workers running a task; not Ray's own daemons or idle workers."""
+    if process.pid == root:
+        return True
     try:
-        return process.pid == root or (process.name().startswith("ray::") and process.name() != "ray::IDLE")
+        name = process.name()
     except psutil.NoSuchProcess:
         return False
+    return name.startswith("ray::") and name != "ray::IDLE"
 
 
 def _py_spy() -> str | None:

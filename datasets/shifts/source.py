@@ -101,7 +101,6 @@ class ShiftedSource(Source):
 
     def _write(self, split: str, resolution: int, path: Path, num_workers: int) -> None:
         images = self.images(split, resolution)
-        images[0]  # fills the base's lazy caches (its classes' looks, read from WordNet) before FFCV forks its writers
         raw = resolution <= 64  # small generated images stay exact; natural images are stored as JPEG
         ensure_beton(path, lambda: images, estimated_bytes=len(images) * (resolution**2 * 3 + 64),
                      max_resolution=resolution, num_workers=num_workers, write_mode="raw" if raw else "jpg")

@@ -57,11 +57,12 @@ def write_indexed(path: Path, fields: Mapping, dataset: Sequence, num_workers: i
     from ffcv.writer import DatasetWriter
 
     rows = list(enumerate(range(len(dataset))))  # (row in the file, index in the dataset)
+    workers = max(1, num_workers)
     failed = multiprocessing.Event()  # FFCV forks its workers from this process (multiprocessing's default)
     with tempfile.TemporaryDirectory(prefix="beton-writer-") as failures_dir:
-        writer = DatasetWriter(str(path), fields, num_workers=max(1, num_workers))
+        writer = DatasetWriter(str(path), fields, num_workers=workers)
         writer._write_common(len(rows), chunks(rows, chunksize), _guarded_job, (dataset, failed, failures_dir))
         failures = sorted(Path(failures_dir).iterdir())
         if failures:
-            raise WriterProcessError(f"a process writing {path.name} failed ({len(failures)} of "
-                                     f"{max(1, num_workers)} did); its traceback:\n{failures[0].read_text()}")
+            raise WriterProcessError(f"a process writing {path.name} failed ({len(failures)} of {workers} did); "
+                                     f"its traceback:\n{failures[0].read_text()}")
